@@ -1,0 +1,168 @@
+//! The serde mirror of the TOML file and `IDEMPROXY__SECTION__KEY` environment overrides.
+//! Every struct rejects unknown keys; defaults live here, validation in `config.rs`.
+
+use serde::Deserialize;
+
+/// The whole file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    #[serde(default)]
+    pub proxy: RawProxy,
+    #[serde(default)]
+    pub retry: RawRetry,
+    #[serde(default)]
+    pub upstreams: Vec<RawUpstream>,
+    #[serde(default)]
+    pub credentials: Vec<RawCredential>,
+    #[serde(default)]
+    pub classification: RawClassification,
+    #[serde(default)]
+    pub log: RawLog,
+}
+
+/// `[proxy]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawProxy {
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    #[serde(default)]
+    pub gateway_upstream: Option<String>,
+    #[serde(default = "default_max_replay_body")]
+    pub max_replay_body: u64,
+}
+
+impl Default for RawProxy {
+    fn default() -> Self {
+        RawProxy {
+            listen: default_listen(),
+            gateway_upstream: None,
+            max_replay_body: default_max_replay_body(),
+        }
+    }
+}
+
+/// `[retry]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRetry {
+    #[serde(default = "default_max_attempts")]
+    pub max_attempts: u32,
+    #[serde(default = "default_per_try_timeout")]
+    pub per_try_timeout: String,
+    #[serde(default = "default_deadline")]
+    pub deadline: String,
+    #[serde(default = "default_base_delay")]
+    pub base_delay: String,
+    #[serde(default = "default_throttle_base_delay")]
+    pub throttle_base_delay: String,
+    #[serde(default = "default_max_delay")]
+    pub max_delay: String,
+    #[serde(default = "default_retry_statuses")]
+    pub retry_statuses: Vec<u16>,
+}
+
+impl Default for RawRetry {
+    fn default() -> Self {
+        RawRetry {
+            max_attempts: default_max_attempts(),
+            per_try_timeout: default_per_try_timeout(),
+            deadline: default_deadline(),
+            base_delay: default_base_delay(),
+            throttle_base_delay: default_throttle_base_delay(),
+            max_delay: default_max_delay(),
+            retry_statuses: default_retry_statuses(),
+        }
+    }
+}
+
+/// `[[upstreams]]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUpstream {
+    pub hosts: Vec<String>,
+    #[serde(default)]
+    pub connect_to: Option<String>,
+    #[serde(default)]
+    pub scheme: Option<String>,
+    #[serde(default)]
+    pub ca_file: Option<String>,
+    #[serde(default)]
+    pub roots: Option<String>,
+}
+
+/// `[[credentials]]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCredential {
+    pub access_key_id: String,
+    #[serde(default)]
+    pub access_key_secret: Option<String>,
+    #[serde(default)]
+    pub access_key_secret_env: Option<String>,
+}
+
+/// `[classification]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawClassification {
+    #[serde(default)]
+    pub read_only: Vec<String>,
+    #[serde(default)]
+    pub token: Vec<String>,
+    #[serde(default)]
+    pub token_in_body: Vec<String>,
+    #[serde(default)]
+    pub mutating: Vec<String>,
+}
+
+/// `[log]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLog {
+    #[serde(default = "default_level")]
+    pub level: String,
+    #[serde(default = "default_format")]
+    pub format: String,
+}
+
+impl Default for RawLog {
+    fn default() -> Self {
+        RawLog { level: default_level(), format: default_format() }
+    }
+}
+
+fn default_listen() -> String {
+    "127.0.0.1:8080".into()
+}
+fn default_max_replay_body() -> u64 {
+    1024 * 1024
+}
+fn default_max_attempts() -> u32 {
+    5
+}
+fn default_per_try_timeout() -> String {
+    "15s".into()
+}
+fn default_deadline() -> String {
+    "60s".into()
+}
+fn default_base_delay() -> String {
+    "200ms".into()
+}
+fn default_throttle_base_delay() -> String {
+    "500ms".into()
+}
+fn default_max_delay() -> String {
+    "10s".into()
+}
+fn default_retry_statuses() -> Vec<u16> {
+    vec![500, 503]
+}
+fn default_level() -> String {
+    "info".into()
+}
+fn default_format() -> String {
+    "text".into()
+}

@@ -1,0 +1,226 @@
+//! The attempt loop: re-sign, send, decide, wait; and the final response with its report
+//! headers. Every attempt carries the same ClientToken and a fresh nonce and timestamp.
+
+use std::time::{Duration, SystemTime};
+
+use base64::Engine;
+use bytes::Bytes;
+use http::{HeaderValue, Request, Response, StatusCode, header};
+use md5::{Digest, Md5};
+use tokio::time::Instant;
+
+use super::{Call, TokenSource};
+use crate::api::error_body::extract_code;
+use crate::api::params::Place;
+use crate::api::time::format_timestamp;
+use crate::api::v1;
+use crate::config::Config;
+use crate::proxy::body::{Buffered, ProxyBody, boxed, buffer_up_to, full};
+use crate::proxy::ingress::strip_hop_by_hop;
+use crate::proxy::response::{self, ProxyError};
+use crate::proxy::upstream::HttpClient;
+use crate::retry::decide::{Decision, Outcome, Safety, decide};
+use crate::retry::hint;
+
+/// Error bodies are read up to this size to find the API error `Code`.
+const ERROR_BODY_LIMIT: usize = 256 * 1024;
+
+/// What one attempt produced.
+enum Attempt {
+    Response { resp: Response<ProxyBody>, code: Option<String> },
+    NotSent(String),
+    Lost(String),
+    TimedOut,
+}
+
+/// What the client is told about the call.
+struct Report {
+    attempts: u32,
+    waited: Duration,
+    stopped: Option<&'static str>,
+}
+
+/// Runs the attempts of `call` until a final outcome, within the configured bounds.
+pub(super) async fn execute(cfg: &Config, client: &HttpClient, call: Call) -> Response<ProxyBody> {
+    let r = &cfg.retry;
+    let deadline = Instant::now() + r.deadline;
+    let safety = call.safety();
+    let mut report = Report { attempts: 0, waited: Duration::ZERO, stopped: None };
+    let (mut throttles, mut others) = (0u32, 0u32);
+    loop {
+        report.attempts += 1;
+        let per_try = r.per_try_timeout.min(deadline.saturating_duration_since(Instant::now()));
+        let req = build_attempt(&call, SystemTime::now());
+        let attempt = match tokio::time::timeout(per_try, send(client, req)).await {
+            Ok(a) => a,
+            Err(_) => Attempt::TimedOut,
+        };
+        let (decision, hint) = judge(&attempt, safety, &r.retry_statuses);
+        let reason = match decision {
+            Decision::Done => return finish(&call, attempt, report),
+            Decision::Withheld(_) => {
+                report.stopped = Some("unsafe-to-repeat");
+                return finish(&call, attempt, report);
+            }
+            Decision::Retry(reason) => reason,
+        };
+        if report.attempts >= r.max_attempts {
+            report.stopped = Some("max-attempts");
+            return finish(&call, attempt, report);
+        }
+        let wait = match hint {
+            Some(h) => r.backoff.clamp_hint(h),
+            None if reason.is_throttle() => r.throttle_backoff.delay(throttles, rand::random()),
+            None => r.backoff.delay(others, rand::random()),
+        };
+        if reason.is_throttle() { throttles += 1 } else { others += 1 }
+        if Instant::now() + wait >= deadline {
+            report.stopped = Some("deadline");
+            return finish(&call, attempt, report);
+        }
+        tracing::debug!(action = %call.action, attempt = report.attempts, reason = reason.label(),
+            wait_ms = wait.as_millis() as u64, "retrying");
+        tokio::time::sleep(wait).await;
+        report.waited += wait;
+    }
+}
+
+fn judge(attempt: &Attempt, safety: Safety, statuses: &[u16]) -> (Decision, Option<Duration>) {
+    let (outcome, hint) = match attempt {
+        Attempt::Response { resp, code } => (
+            Outcome::Response {
+                status: resp.status().as_u16(),
+                code: code.as_deref(),
+                retry_after_hint: hint::has_acs_hint(resp.headers()),
+            },
+            hint::retry_after(resp.headers(), SystemTime::now()),
+        ),
+        Attempt::NotSent(_) => (Outcome::NotSent, None),
+        Attempt::Lost(_) => (Outcome::Lost, None),
+        Attempt::TimedOut => (Outcome::TimedOut, None),
+    };
+    (decide(outcome, safety, statuses), hint)
+}
+
+/// Builds one attempt: fresh nonce and timestamp, new signature, the caller's placement.
+fn build_attempt(call: &Call, now: SystemTime) -> Request<ProxyBody> {
+    let mut params = call.params.clone();
+    let nonce = uuid::Uuid::new_v4().to_string();
+    let place = call.params.place_of(v1::SIGNATURE).unwrap_or(Place::Query);
+    v1::resign(&mut params, call.method.as_str(), &call.secret, &nonce, &format_timestamp(now), place);
+    let query = params.encode(Place::Query);
+    let body = if call.body_is_form { Bytes::from(params.encode(Place::Body)) } else { call.raw_body.clone() };
+    let sep = if query.is_empty() { "" } else { "?" };
+    let uri = format!("{}://{}{}{sep}{query}", call.scheme, call.target.authority, call.path);
+    let mut req = Request::new(full(body.clone()));
+    *req.method_mut() = call.method.clone();
+    *req.headers_mut() = call.headers.clone();
+    if let Ok(u) = uri.parse() {
+        *req.uri_mut() = u;
+    }
+    let h = req.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&call.target.authority) {
+        h.insert(header::HOST, v);
+    }
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+    if call.body_is_form && h.contains_key("content-md5") {
+        let md5 = base64::engine::general_purpose::STANDARD.encode(Md5::digest(&body));
+        if let Ok(v) = HeaderValue::from_str(&md5) {
+            h.insert("content-md5", v);
+        }
+    }
+    req
+}
+
+/// Sends one attempt; for an error status, reads the body to find the API error `Code`.
+async fn send(client: &HttpClient, req: Request<ProxyBody>) -> Attempt {
+    let resp = match client.request(req).await {
+        Ok(r) => r,
+        Err(e) if e.is_connect() => return Attempt::NotSent(error_chain(&e)),
+        Err(e) => return Attempt::Lost(error_chain(&e)),
+    };
+    let (mut parts, body) = resp.into_parts();
+    strip_hop_by_hop(&mut parts.headers);
+    if parts.status.as_u16() < 400 {
+        return Attempt::Response { resp: Response::from_parts(parts, boxed(body)), code: None };
+    }
+    match buffer_up_to(body, ERROR_BODY_LIMIT).await {
+        Ok(Buffered::Complete(bytes)) => {
+            let code = extract_code(&bytes);
+            Attempt::Response { resp: Response::from_parts(parts, full(bytes)), code }
+        }
+        Ok(Buffered::TooLarge(rest)) => Attempt::Response { resp: Response::from_parts(parts, rest), code: None },
+        Err(e) => Attempt::Lost(e.to_string()),
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut src = e.source();
+    while let Some(s) = src {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        src = s.source();
+    }
+    out
+}
+
+/// Turns the last attempt into the client's response and adds the report headers.
+fn finish(call: &Call, attempt: Attempt, report: Report) -> Response<ProxyBody> {
+    let (mut resp, outcome) = match attempt {
+        Attempt::Response { resp, .. } => {
+            let s = resp.status().as_u16().to_string();
+            (resp, s)
+        }
+        Attempt::NotSent(e) => (no_response(call, StatusCode::BAD_GATEWAY, "Idemproxy.UpstreamConnectFailed",
+            format!("could not connect to the API after {} attempt(s); nothing was sent: {e}", report.attempts)), "connect-failed".into()),
+        Attempt::Lost(e) => (lost(call, &report, &e), "lost".into()),
+        Attempt::TimedOut => (no_response(call, StatusCode::GATEWAY_TIMEOUT, "Idemproxy.UpstreamTimeout",
+            format!("no response from the API within the time allowed, after {} attempt(s){}", report.attempts, may_have_run(call))), "timeout".into()),
+    };
+    tracing::info!(
+        action = %call.action,
+        class = call.class.label(),
+        attempts = report.attempts,
+        outcome = %outcome,
+        token = call.token.label(),
+        wait_ms = report.waited.as_millis() as u64,
+        stopped = report.stopped.unwrap_or(""),
+        "api call"
+    );
+    let h = resp.headers_mut();
+    h.insert(response::ATTEMPTS, HeaderValue::from(report.attempts));
+    h.insert(response::TOKEN, HeaderValue::from_static(call.token.label()));
+    h.insert(response::WAIT_MS, HeaderValue::from(report.waited.as_millis() as u64));
+    h.insert(response::CLASS, HeaderValue::from_static(call.class.label()));
+    if let Some(t) = call.token_value.as_deref().filter(|_| call.token != TokenSource::None) {
+        if let Ok(v) = HeaderValue::from_str(t) {
+            h.insert(response::CLIENT_TOKEN, v);
+        }
+    }
+    if let Some(s) = report.stopped {
+        h.insert(response::RETRY_STOP, HeaderValue::from_static(s));
+    }
+    resp
+}
+
+fn may_have_run(call: &Call) -> &'static str {
+    match call.safety() {
+        Safety::Unsafe => "; the action has no ClientToken support, so it was not retried and may or may not have run",
+        Safety::TokenProtected => "; the call carried a ClientToken, so re-sending it with the same token cannot run it twice",
+        Safety::ReadOnly => "",
+    }
+}
+
+fn lost(call: &Call, report: &Report, e: &str) -> Response<ProxyBody> {
+    no_response(
+        call,
+        StatusCode::BAD_GATEWAY,
+        "Idemproxy.ResponseLost",
+        format!("the connection failed after the request was sent, after {} attempt(s): {e}{}", report.attempts, may_have_run(call)),
+    )
+}
+
+fn no_response(call: &Call, status: StatusCode, code: &'static str, message: String) -> Response<ProxyBody> {
+    ProxyError::new(status, code, message).host(&call.target.host).into_response()
+}

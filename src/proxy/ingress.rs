@@ -1,0 +1,195 @@
+//! Ingress: decide what a request is.
+//!
+//! - absolute-form (`POST http://gpdb.aliyuncs.com/?…`, sent by clients with `HTTP_PROXY`):
+//!   an API call if the host matches an `[[upstreams]]` entry, else forwarded untouched;
+//! - origin-form (`POST /?…`, the client's endpoint is the proxy): an API call for the host in
+//!   the `Host` header if it is an API host, else for `[proxy] gateway_upstream` (gateway mode);
+//! - `CONNECT`: not supported yet (a later issue adds TLS interception and tunnels).
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use http::{HeaderMap, Method, Request, Response, StatusCode, header};
+use hyper::body::Incoming;
+
+use super::body::{ProxyBody, boxed};
+use super::call;
+use super::response::ProxyError;
+use super::upstream::Upstreams;
+use crate::config::Config;
+
+/// What every connection shares.
+#[derive(Debug)]
+pub struct Shared {
+    /// The configuration.
+    pub config: Arc<Config>,
+    /// The upstream clients.
+    pub upstreams: Upstreams,
+}
+
+/// An API host a request is for.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// Index into `Config::upstreams`.
+    pub upstream: usize,
+    /// The API host, lowercase, without port (`HostId` of errors).
+    pub host: String,
+    /// `host[:port]` for the upstream URI and `Host` header.
+    pub authority: String,
+}
+
+enum Route {
+    Api(Target),
+    Other,
+}
+
+/// Handles one request from a client. Never fails: errors become API-shaped responses.
+pub async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<ProxyBody>, Infallible> {
+    let resp = match route(&shared.config, &req) {
+        Err(e) => e.into_response(),
+        Ok(Route::Other) => forward_other(&shared, req).await,
+        Ok(Route::Api(target)) => call::run(&shared, target, req).await,
+    };
+    Ok(resp)
+}
+
+fn route(config: &Config, req: &Request<Incoming>) -> Result<Route, ProxyError> {
+    if req.method() == Method::CONNECT {
+        return Err(ProxyError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "Idemproxy.ConnectUnsupported",
+            "CONNECT tunnels are not supported by this version; send plain http:// requests \
+             through the proxy or use it as the endpoint (gateway mode)",
+        ));
+    }
+    if let Some(auth) = req.uri().authority() {
+        let host = normalize_host(auth.host());
+        let default_port = if req.uri().scheme_str() == Some("https") { 443 } else { 80 };
+        let port = auth.port_u16().filter(|p| *p != default_port);
+        return Ok(match config.upstream_for(&host) {
+            Some((upstream, _)) => Route::Api(target(upstream, host, port)),
+            None => Route::Other,
+        });
+    }
+    let host_header = req.headers().get(header::HOST).and_then(|h| h.to_str().ok());
+    if let Some(h) = host_header {
+        let (name, port) = split_host_port(h);
+        let name = normalize_host(name);
+        if let Some((upstream, _)) = config.upstream_for(&name) {
+            return Ok(Route::Api(target(upstream, name, port.filter(|p| *p != 80))));
+        }
+    }
+    match &config.proxy.gateway_upstream {
+        Some(g) => {
+            let host = normalize_host(g);
+            match config.upstream_for(&host) {
+                Some((upstream, _)) => Ok(Route::Api(target(upstream, host, None))),
+                None => Err(no_upstream()),
+            }
+        }
+        None => Err(no_upstream()),
+    }
+}
+
+fn no_upstream() -> ProxyError {
+    ProxyError::new(
+        StatusCode::BAD_REQUEST,
+        "Idemproxy.NoUpstream",
+        "origin-form request for a host that is not an API host, and no [proxy] gateway_upstream \
+         is configured; use the proxy as HTTP_PROXY or configure gateway mode",
+    )
+}
+
+fn target(upstream: usize, host: String, port: Option<u16>) -> Target {
+    let authority = match port {
+        Some(p) => format!("{host}:{p}"),
+        None => host.clone(),
+    };
+    Target { upstream, host, authority }
+}
+
+fn normalize_host(h: &str) -> String {
+    h.trim_end_matches('.').to_ascii_lowercase()
+}
+
+fn split_host_port(h: &str) -> (&str, Option<u16>) {
+    match h.rsplit_once(':') {
+        Some((name, port)) if !name.ends_with(']') || name.starts_with('[') => match port.parse() {
+            Ok(p) => (name, Some(p)),
+            Err(_) => (h, None),
+        },
+        _ => (h, None),
+    }
+}
+
+/// Removes hop-by-hop headers (RFC 9110 §7.6.1), including those named in `Connection`.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<String> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|s| s.trim().to_ascii_lowercase())
+        .filter(|s| !s.is_empty())
+        .collect();
+    for name in named {
+        headers.remove(name.as_str());
+    }
+    for name in [
+        "connection",
+        "proxy-connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+    ] {
+        headers.remove(name);
+    }
+}
+
+/// Forwards a request for a non-API host untouched (plain forward proxy).
+async fn forward_other(shared: &Shared, req: Request<Incoming>) -> Response<ProxyBody> {
+    let (mut parts, body) = req.into_parts();
+    strip_hop_by_hop(&mut parts.headers);
+    let req = Request::from_parts(parts, boxed(body));
+    match shared.upstreams.other().request(req).await {
+        Ok(resp) => {
+            let (mut parts, body) = resp.into_parts();
+            strip_hop_by_hop(&mut parts.headers);
+            Response::from_parts(parts, boxed(body))
+        }
+        Err(e) => ProxyError::new(
+            StatusCode::BAD_GATEWAY,
+            "Idemproxy.UpstreamFailed",
+            format!("forwarding to a non-API host failed: {e}"),
+        )
+        .into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_host_and_port() {
+        assert_eq!(split_host_port("a.b:8080"), ("a.b", Some(8080)));
+        assert_eq!(split_host_port("a.b"), ("a.b", None));
+        assert_eq!(split_host_port("a.b:x"), ("a.b:x", None));
+    }
+
+    #[test]
+    fn strips_hop_by_hop_and_connection_named_headers() {
+        let mut h = HeaderMap::new();
+        h.insert("connection", "keep-alive, x-private".parse().unwrap());
+        h.insert("x-private", "1".parse().unwrap());
+        h.insert("proxy-authorization", "Basic x".parse().unwrap());
+        h.insert("x-acs-action", "A".parse().unwrap());
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 1);
+        assert!(h.contains_key("x-acs-action"));
+    }
+}

@@ -1,0 +1,100 @@
+//! The listener and accept loop. Each connection is served by hyper-util's auto builder
+//! (HTTP/1.1 and h2c); the caller owns shutdown through [`ProxyHandle`].
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use super::ingress::{Shared, handle};
+use super::upstream::{UpstreamError, Upstreams};
+use crate::config::Config;
+
+/// Why the proxy could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// Binding the listener failed.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// An upstream client could not be built.
+    #[error(transparent)]
+    Upstream(#[from] UpstreamError),
+}
+
+/// A running proxy.
+#[derive(Debug)]
+pub struct ProxyHandle {
+    /// The address it listens on.
+    pub addr: SocketAddr,
+    shutdown: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+impl ProxyHandle {
+    /// Stops accepting connections and waits for the accept loop to end.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        let _ = self.task.await;
+    }
+
+    /// Waits until the accept loop ends (it ends only on shutdown).
+    pub async fn wait(self) {
+        let _ = self.task.await;
+    }
+}
+
+/// Binds `config.proxy.listen` and starts the proxy.
+pub async fn bind(config: Arc<Config>) -> Result<ProxyHandle, StartError> {
+    let addr = config.proxy.listen;
+    let listener = TcpListener::bind(addr).await.map_err(|source| StartError::Bind { addr, source })?;
+    start(config, listener).await
+}
+
+/// Starts the proxy on an already bound listener (tests bind 127.0.0.1:0).
+pub async fn start(config: Arc<Config>, listener: TcpListener) -> Result<ProxyHandle, StartError> {
+    let addr = listener.local_addr().map_err(|source| StartError::Bind { addr: config.proxy.listen, source })?;
+    let upstreams = Upstreams::new(&config.upstreams)?;
+    let shared = Arc::new(Shared { config, upstreams });
+    let (tx, rx) = watch::channel(false);
+    let task = tokio::spawn(accept_loop(listener, shared, rx));
+    tracing::info!(%addr, "idemproxy listening");
+    Ok(ProxyHandle { addr, shutdown: tx, task })
+}
+
+async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = shutdown.changed() => return,
+        };
+        let (stream, peer) = match accepted {
+            Ok(x) => x,
+            Err(e) => {
+                // Out of file descriptors and the like: back off briefly instead of spinning.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            let svc = service_fn(move |req| handle(shared.clone(), req));
+            let builder = auto::Builder::new(TokioExecutor::new());
+            if let Err(e) = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc).await {
+                tracing::debug!(%peer, error = %e, "client connection ended with an error");
+            }
+        });
+    }
+}
