@@ -38,7 +38,10 @@ pub struct Reply {
 impl Reply {
     /// A header as text (empty if absent).
     pub fn header(&self, name: &str) -> &str {
-        self.headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("")
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
     }
 
     /// The body as JSON, if it is.
@@ -83,8 +86,19 @@ pub async fn send_v1(
     timeout: Duration,
 ) -> Result<Reply, ClientError> {
     let nonce = uuid::Uuid::new_v4().simple().to_string();
-    let signed = call.sign(&signer.key_id, &signer.secret, "POST", placement, SystemTime::now(), &nonce);
-    let pq = if signed.query.is_empty() { "/".to_owned() } else { format!("/?{}", signed.query) };
+    let signed = call.sign(
+        &signer.key_id,
+        &signer.secret,
+        "POST",
+        placement,
+        SystemTime::now(),
+        &nonce,
+    );
+    let pq = if signed.query.is_empty() {
+        "/".to_owned()
+    } else {
+        format!("/?{}", signed.query)
+    };
     let mut b = Request::post(match route {
         Route::Proxy(_) => format!("http://{host}{pq}"),
         Route::Direct(_) => pq,
@@ -101,18 +115,31 @@ pub async fn send_v1(
 }
 
 /// Sends a prepared request over a new connection.
-pub async fn send(route: Route, req: Request<Full<Bytes>>, timeout: Duration) -> Result<Reply, ClientError> {
+pub async fn send(
+    route: Route,
+    req: Request<Full<Bytes>>,
+    timeout: Duration,
+) -> Result<Reply, ClientError> {
     let addr = match route {
         Route::Proxy(a) | Route::Direct(a) => a,
     };
     let work = async {
-        let stream = TcpStream::connect(addr).await.map_err(ClientError::Connect)?;
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+        let stream = TcpStream::connect(addr)
+            .await
+            .map_err(ClientError::Connect)?;
+        let (mut sender, conn) =
+            hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
         tokio::spawn(conn);
         let resp = sender.send_request(req).await?;
         let (parts, body) = resp.into_parts();
         let body = body.collect().await?.to_bytes();
-        Ok(Reply { status: parts.status, headers: parts.headers, body })
+        Ok(Reply {
+            status: parts.status,
+            headers: parts.headers,
+            body,
+        })
     };
-    tokio::time::timeout(timeout, work).await.map_err(|_| ClientError::Timeout)?
+    tokio::time::timeout(timeout, work)
+        .await
+        .map_err(|_| ClientError::Timeout)?
 }

@@ -43,7 +43,10 @@ pub enum ConfigError {
 }
 
 fn invalid(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid { key: key.into(), message: message.into() }
+    ConfigError::Invalid {
+        key: key.into(),
+        message: message.into(),
+    }
 }
 
 /// The whole configuration.
@@ -192,15 +195,21 @@ impl Config {
 
 /// Loads a config file, with overrides from the process environment.
 pub fn load_file(path: &Path) -> Result<Config, ConfigError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
     let base = path.parent().unwrap_or(Path::new("."));
     let env: HashMap<String, String> = std::env::vars().collect();
     load_str(&text, &env, base)
 }
 
 /// Loads a config from TOML text and an environment map; relative paths resolve against `base`.
-pub fn load_str(toml: &str, env: &HashMap<String, String>, base: &Path) -> Result<Config, ConfigError> {
+pub fn load_str(
+    toml: &str,
+    env: &HashMap<String, String>,
+    base: &Path,
+) -> Result<Config, ConfigError> {
     let overrides: HashMap<String, String> = env
         .iter()
         .filter(|(k, _)| k.starts_with("IDEMPROXY__"))
@@ -224,12 +233,20 @@ pub fn load_str(toml: &str, env: &HashMap<String, String>, base: &Path) -> Resul
     validate(raw, env, base)
 }
 
-fn validate(raw: RawConfig, env: &HashMap<String, String>, base: &Path) -> Result<Config, ConfigError> {
-    let listen = raw
-        .proxy
-        .listen
-        .parse()
-        .map_err(|_| invalid("proxy.listen", format!("{:?} is not an address like 127.0.0.1:8080", raw.proxy.listen)))?;
+fn validate(
+    raw: RawConfig,
+    env: &HashMap<String, String>,
+    base: &Path,
+) -> Result<Config, ConfigError> {
+    let listen = raw.proxy.listen.parse().map_err(|_| {
+        invalid(
+            "proxy.listen",
+            format!(
+                "{:?} is not an address like 127.0.0.1:8080",
+                raw.proxy.listen
+            ),
+        )
+    })?;
     let upstreams = raw
         .upstreams
         .iter()
@@ -239,7 +256,11 @@ fn validate(raw: RawConfig, env: &HashMap<String, String>, base: &Path) -> Resul
     let max_replay_body = usize::try_from(raw.proxy.max_replay_body)
         .map_err(|_| invalid("proxy.max_replay_body", "too large"))?;
     let config = Config {
-        proxy: ProxySettings { listen, gateway_upstream: raw.proxy.gateway_upstream, max_replay_body },
+        proxy: ProxySettings {
+            listen,
+            gateway_upstream: raw.proxy.gateway_upstream,
+            max_replay_body,
+        },
         retry: retry(&raw.retry)?,
         upstreams,
         credentials: credentials(&raw.credentials, env)?,
@@ -249,21 +270,33 @@ fn validate(raw: RawConfig, env: &HashMap<String, String>, base: &Path) -> Resul
             json: match raw.log.format.as_str() {
                 "text" => false,
                 "json" => true,
-                other => return Err(invalid("log.format", format!("{other:?} is not \"text\" or \"json\""))),
+                other => {
+                    return Err(invalid(
+                        "log.format",
+                        format!("{other:?} is not \"text\" or \"json\""),
+                    ));
+                }
             },
         },
     };
     if let Some(g) = &config.proxy.gateway_upstream {
         if config.upstream_for(&g.to_ascii_lowercase()).is_none() {
-            return Err(invalid("proxy.gateway_upstream", format!("{g:?} matches no [[upstreams]] hosts entry")));
+            return Err(invalid(
+                "proxy.gateway_upstream",
+                format!("{g:?} matches no [[upstreams]] hosts entry"),
+            ));
         }
     }
     Ok(config)
 }
 
 fn duration(key: &str, value: &str) -> Result<Duration, ConfigError> {
-    humantime::parse_duration(value)
-        .map_err(|e| invalid(key, format!("{value:?} is not a duration like \"500ms\" or \"5s\": {e}")))
+    humantime::parse_duration(value).map_err(|e| {
+        invalid(
+            key,
+            format!("{value:?} is not a duration like \"500ms\" or \"5s\": {e}"),
+        )
+    })
 }
 
 fn retry(r: &RawRetry) -> Result<RetrySettings, ConfigError> {
@@ -273,15 +306,24 @@ fn retry(r: &RawRetry) -> Result<RetrySettings, ConfigError> {
     let per_try_timeout = duration("retry.per_try_timeout", &r.per_try_timeout)?;
     let deadline = duration("retry.deadline", &r.deadline)?;
     if per_try_timeout.is_zero() || deadline.is_zero() {
-        return Err(invalid("retry.per_try_timeout", "timeouts must be greater than zero"));
+        return Err(invalid(
+            "retry.per_try_timeout",
+            "timeouts must be greater than zero",
+        ));
     }
     let max = duration("retry.max_delay", &r.max_delay)?;
     let backoff = Backoff::try_new(duration("retry.base_delay", &r.base_delay)?, max)
         .map_err(|e| invalid("retry.base_delay", e.to_string()))?;
-    let throttle_backoff = Backoff::try_new(duration("retry.throttle_base_delay", &r.throttle_base_delay)?, max)
-        .map_err(|e| invalid("retry.throttle_base_delay", e.to_string()))?;
+    let throttle_backoff = Backoff::try_new(
+        duration("retry.throttle_base_delay", &r.throttle_base_delay)?,
+        max,
+    )
+    .map_err(|e| invalid("retry.throttle_base_delay", e.to_string()))?;
     if let Some(s) = r.retry_statuses.iter().find(|s| !(500..600).contains(*s)) {
-        return Err(invalid("retry.retry_statuses", format!("{s} is not a 5xx status")));
+        return Err(invalid(
+            "retry.retry_statuses",
+            format!("{s} is not a 5xx status"),
+        ));
     }
     Ok(RetrySettings {
         max_attempts: r.max_attempts,
@@ -307,29 +349,56 @@ fn upstream(i: usize, u: &RawUpstream, base: &Path) -> Result<Upstream, ConfigEr
     let scheme = match u.scheme.as_deref() {
         None | Some("https") => Scheme::Https,
         Some("http") => Scheme::Http,
-        Some(other) => return Err(invalid(key("scheme"), format!("{other:?} is not \"http\" or \"https\""))),
+        Some(other) => {
+            return Err(invalid(
+                key("scheme"),
+                format!("{other:?} is not \"http\" or \"https\""),
+            ));
+        }
     };
     let roots = match u.roots.as_deref() {
         None | Some("webpki") => Roots::Webpki,
         Some("native") => Roots::Native,
-        Some(other) => return Err(invalid(key("roots"), format!("{other:?} is not \"webpki\" or \"native\""))),
+        Some(other) => {
+            return Err(invalid(
+                key("roots"),
+                format!("{other:?} is not \"webpki\" or \"native\""),
+            ));
+        }
     };
     if let Some(c) = &u.connect_to {
-        let ok = c.rsplit_once(':').is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok());
+        let ok = c
+            .rsplit_once(':')
+            .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok());
         if !ok {
-            return Err(invalid(key("connect_to"), format!("{c:?} is not host:port")));
+            return Err(invalid(
+                key("connect_to"),
+                format!("{c:?} is not host:port"),
+            ));
         }
     }
     let ca_file = u.ca_file.as_ref().map(|f| base.join(f));
     if let Some(f) = &ca_file {
         if !f.is_file() {
-            return Err(invalid(key("ca_file"), format!("{} is not a readable file", f.display())));
+            return Err(invalid(
+                key("ca_file"),
+                format!("{} is not a readable file", f.display()),
+            ));
         }
     }
-    Ok(Upstream { hosts, connect_to: u.connect_to.clone(), scheme, ca_file, roots })
+    Ok(Upstream {
+        hosts,
+        connect_to: u.connect_to.clone(),
+        scheme,
+        ca_file,
+        roots,
+    })
 }
 
-fn credentials(list: &[RawCredential], env: &HashMap<String, String>) -> Result<HashMap<String, Secret>, ConfigError> {
+fn credentials(
+    list: &[RawCredential],
+    env: &HashMap<String, String>,
+) -> Result<HashMap<String, Secret>, ConfigError> {
     let mut out = HashMap::new();
     for (i, c) in list.iter().enumerate() {
         let key = |k: &str| format!("credentials[{i}].{k}");
@@ -338,10 +407,12 @@ fn credentials(list: &[RawCredential], env: &HashMap<String, String>) -> Result<
         }
         let secret = match (&c.access_key_secret, &c.access_key_secret_env) {
             (Some(s), None) => s.clone(),
-            (None, Some(var)) => env
-                .get(var)
-                .cloned()
-                .ok_or_else(|| invalid(key("access_key_secret_env"), format!("environment variable {var} is not set")))?,
+            (None, Some(var)) => env.get(var).cloned().ok_or_else(|| {
+                invalid(
+                    key("access_key_secret_env"),
+                    format!("environment variable {var} is not set"),
+                )
+            })?,
             _ => {
                 return Err(invalid(
                     key("access_key_secret"),
@@ -352,8 +423,14 @@ fn credentials(list: &[RawCredential], env: &HashMap<String, String>) -> Result<
         if secret.is_empty() {
             return Err(invalid(key("access_key_secret"), "the secret is empty"));
         }
-        if out.insert(c.access_key_id.clone(), Secret::new(secret)).is_some() {
-            return Err(invalid(key("access_key_id"), format!("{} is listed twice", c.access_key_id)));
+        if out
+            .insert(c.access_key_id.clone(), Secret::new(secret))
+            .is_some()
+        {
+            return Err(invalid(
+                key("access_key_id"),
+                format!("{} is listed twice", c.access_key_id),
+            ));
         }
     }
     Ok(out)
@@ -362,10 +439,26 @@ fn credentials(list: &[RawCredential], env: &HashMap<String, String>) -> Result<
 fn classifier(c: &raw::RawClassification) -> Result<Classifier, ConfigError> {
     let mut map = HashMap::new();
     let lists = [
-        ("classification.read_only", &c.read_only, ActionClass::ReadOnly),
-        ("classification.token", &c.token, ActionClass::Token(Place::Query)),
-        ("classification.token_in_body", &c.token_in_body, ActionClass::Token(Place::Body)),
-        ("classification.mutating", &c.mutating, ActionClass::Mutating),
+        (
+            "classification.read_only",
+            &c.read_only,
+            ActionClass::ReadOnly,
+        ),
+        (
+            "classification.token",
+            &c.token,
+            ActionClass::Token(Place::Query),
+        ),
+        (
+            "classification.token_in_body",
+            &c.token_in_body,
+            ActionClass::Token(Place::Body),
+        ),
+        (
+            "classification.mutating",
+            &c.mutating,
+            ActionClass::Mutating,
+        ),
     ];
     for (key, names, class) in lists {
         for name in names {

@@ -62,7 +62,10 @@ fn workload() -> Vec<V1Call> {
             )
         })
         .collect();
-    calls.push(V1Call::gpdb("DescribeDBInstances", &[("RegionId", "cn-hangzhou")]));
+    calls.push(V1Call::gpdb(
+        "DescribeDBInstances",
+        &[("RegionId", "cn-hangzhou")],
+    ));
     calls
 }
 
@@ -78,24 +81,54 @@ pub async fn run() -> Result<String, DemoError> {
     let cfg = config::load_str(&toml, &HashMap::new(), Path::new(".")).map_err(setup)?;
     let listener = TcpListener::bind("127.0.0.1:0").await.map_err(setup)?;
     let proxy = proxy::start(Arc::new(cfg), listener).await.map_err(setup)?;
-    let signer = Signer { key_id: KEY_ID.into(), secret: Secret::new(SECRET.into()) };
+    let signer = Signer {
+        key_id: KEY_ID.into(),
+        secret: Secret::new(SECRET.into()),
+    };
 
     let mut out = String::new();
     let _ = writeln!(out, "idemproxy offline demo");
-    let _ = writeln!(out, "  simulator (gpdb 2016-05-03) on {}, faults: {FAULTS}", upstream.addr);
-    let _ = writeln!(out, "  idemproxy on {} (HTTP_PROXY mode), upstream {HOST} -> {}\n", proxy.addr, upstream.addr);
-    let _ = writeln!(out, "{:<38} {:>6} {:>8} {:>9} {:>7}  result", "call (through idemproxy)", "status", "attempts", "token", "waited");
+    let _ = writeln!(
+        out,
+        "  simulator (gpdb 2016-05-03) on {}, faults: {FAULTS}",
+        upstream.addr
+    );
+    let _ = writeln!(
+        out,
+        "  idemproxy on {} (HTTP_PROXY mode), upstream {HOST} -> {}\n",
+        proxy.addr, upstream.addr
+    );
+    let _ = writeln!(
+        out,
+        "{:<38} {:>6} {:>8} {:>9} {:>7}  result",
+        "call (through idemproxy)", "status", "attempts", "token", "waited"
+    );
     let mut attempts = 0u64;
     let calls = workload();
     for call in &calls {
-        let label = match call.params.iter().find(|(k, _)| k == "DBInstanceDescription") {
+        let label = match call
+            .params
+            .iter()
+            .find(|(k, _)| k == "DBInstanceDescription")
+        {
             Some((_, d)) => format!("{} {d:?}", call.action),
             None => call.action.clone(),
         };
-        let r = client::send_v1(Route::Proxy(proxy.addr), HOST, &signer, call, Placement::Query, Duration::from_secs(30)).await;
+        let r = client::send_v1(
+            Route::Proxy(proxy.addr),
+            HOST,
+            &signer,
+            call,
+            Placement::Query,
+            Duration::from_secs(30),
+        )
+        .await;
         match r {
             Ok(reply) => {
-                attempts += reply.header("x-idemproxy-attempts").parse::<u64>().unwrap_or(0);
+                attempts += reply
+                    .header("x-idemproxy-attempts")
+                    .parse::<u64>()
+                    .unwrap_or(0);
                 let _ = writeln!(
                     out,
                     "{label:<38} {:>6} {:>8} {:>9} {:>5}ms  {}",
@@ -115,7 +148,10 @@ pub async fn run() -> Result<String, DemoError> {
     let _ = writeln!(
         out,
         "\nthrough idemproxy: {} calls, {attempts} upstream attempts, {} executions, {} answered from the ClientToken, duplicates = {}",
-        calls.len(), ledger.executions, ledger.replays, ledger.duplicates
+        calls.len(),
+        ledger.executions,
+        ledger.replays,
+        ledger.duplicates
     );
 
     let naive = naive_run(&signer, &calls).await?;
@@ -133,14 +169,19 @@ pub async fn run() -> Result<String, DemoError> {
 }
 
 fn summary(reply: &Reply) -> String {
-    let Some(v) = reply.json() else { return String::new() };
+    let Some(v) = reply.json() else {
+        return String::new();
+    };
     if let Some(id) = v.get("DBInstanceId").and_then(|x| x.as_str()) {
         return id.to_owned();
     }
     if let Some(n) = v.get("TotalRecordCount") {
         return format!("{n} instances");
     }
-    v.get("Code").and_then(|x| x.as_str()).unwrap_or("").to_owned()
+    v.get("Code")
+        .and_then(|x| x.as_str())
+        .unwrap_or("")
+        .to_owned()
 }
 
 /// The same calls, re-sent blindly (fresh nonce, no token) up to 3 times on 5xx or a lost
@@ -149,9 +190,20 @@ async fn naive_run(signer: &Signer, calls: &[V1Call]) -> Result<sim::Ledger, Dem
     let upstream = simulator().await?;
     for call in calls {
         for _ in 0..4 {
-            let r = client::send_v1(Route::Direct(upstream.addr), HOST, signer, call, Placement::Query, Duration::from_secs(30)).await;
+            let r = client::send_v1(
+                Route::Direct(upstream.addr),
+                HOST,
+                signer,
+                call,
+                Placement::Query,
+                Duration::from_secs(30),
+            )
+            .await;
             match r {
-                Ok(reply) if reply.status.is_server_error() || reply.status.as_u16() == 400 && throttled(&reply) => {
+                Ok(reply)
+                    if reply.status.is_server_error()
+                        || reply.status.as_u16() == 400 && throttled(&reply) =>
+                {
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
                 Ok(_) => break,
@@ -167,6 +219,10 @@ async fn naive_run(signer: &Signer, calls: &[V1Call]) -> Result<sim::Ledger, Dem
 fn throttled(reply: &Reply) -> bool {
     reply
         .json()
-        .and_then(|v| v.get("Code").and_then(|c| c.as_str()).map(|c| c.starts_with("Throttling")))
+        .and_then(|v| {
+            v.get("Code")
+                .and_then(|c| c.as_str())
+                .map(|c| c.starts_with("Throttling"))
+        })
         .unwrap_or(false)
 }

@@ -61,7 +61,10 @@ const EX_USAGE: u8 = 64;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("idemproxy: cannot start the runtime: {e}");
@@ -69,14 +72,20 @@ fn main() -> ExitCode {
         }
     };
     let json_logs = cli.log_format.as_deref() == Some("json");
-    if let Some(f) = cli.log_format.as_deref().filter(|f| *f != "json" && *f != "text") {
+    if let Some(f) = cli
+        .log_format
+        .as_deref()
+        .filter(|f| *f != "json" && *f != "text")
+    {
         eprintln!("idemproxy: --log-format {f:?} is not \"text\" or \"json\"");
         return ExitCode::from(EX_USAGE);
     }
     let command = match (cli.command, cli.config) {
         (Some(c), None) => c,
         (None, Some(config)) => Command::Run { config },
-        (None, None) => Command::Run { config: PathBuf::from("config/idemproxy.toml") },
+        (None, None) => Command::Run {
+            config: PathBuf::from("config/idemproxy.toml"),
+        },
         (Some(_), Some(_)) => {
             eprintln!("idemproxy: give --config either alone or after `run`");
             return ExitCode::from(EX_USAGE);
@@ -110,7 +119,12 @@ fn main() -> ExitCode {
             telemetry::init(&cfg.log.level, json_logs || cfg.log.json);
             report(rt.block_on(run_proxy(cfg)))
         }
-        Command::Simulate { listen, keys, faults, window } => {
+        Command::Simulate {
+            listen,
+            keys,
+            faults,
+            window,
+        } => {
             telemetry::init("info", json_logs);
             let keys = match sim::parse_keys(&keys) {
                 Ok(k) => k,
@@ -126,7 +140,11 @@ fn main() -> ExitCode {
                     return ExitCode::from(EX_USAGE);
                 }
             };
-            let cfg = sim::SimConfig { keys, faults, window: Duration::from(window) };
+            let cfg = sim::SimConfig {
+                keys,
+                faults,
+                window: Duration::from(window),
+            };
             report(rt.block_on(run_sim(listen, cfg)))
         }
         Command::Demo => {
@@ -167,7 +185,9 @@ async fn run_proxy(cfg: config::Config) -> anyhow::Result<()> {
 }
 
 async fn run_sim(listen: SocketAddr, cfg: sim::SimConfig) -> anyhow::Result<()> {
-    let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
     let handle = sim::start(cfg, listener)?;
     tracing::info!(addr = %handle.addr, "gpdb simulator listening; ledger at /_sim/ledger");
     shutdown_signal().await;
@@ -179,13 +199,14 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = ctrl_c.await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}

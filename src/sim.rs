@@ -53,7 +53,12 @@ impl SimConfig {
 /// Parses `AK=SECRET[,AK=SECRET…]`. Errors never repeat a secret.
 pub fn parse_keys(s: &str) -> Result<HashMap<String, Secret>, String> {
     let mut keys = HashMap::new();
-    for (i, pair) in s.split(',').map(str::trim).filter(|p| !p.is_empty()).enumerate() {
+    for (i, pair) in s
+        .split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .enumerate()
+    {
         match pair.split_once('=') {
             Some((id, secret)) if !id.is_empty() && !secret.is_empty() => {
                 keys.insert(id.to_owned(), Secret::new(secret.to_owned()));
@@ -84,7 +89,9 @@ pub struct SimHandle {
 
 impl std::fmt::Debug for Shared {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Shared").field("state", &self.state).finish()
+        f.debug_struct("Shared")
+            .field("state", &self.state)
+            .finish()
     }
 }
 
@@ -119,10 +126,18 @@ impl SimHandle {
 /// Starts a simulator on a bound listener.
 pub fn start(config: SimConfig, listener: TcpListener) -> std::io::Result<SimHandle> {
     let addr = listener.local_addr()?;
-    let shared = Arc::new(Shared { state: SimState::new(config.keys, config.window), faults: Mutex::new(config.faults) });
+    let shared = Arc::new(Shared {
+        state: SimState::new(config.keys, config.window),
+        faults: Mutex::new(config.faults),
+    });
     let (tx, rx) = watch::channel(false);
     let task = tokio::spawn(server::accept_loop(listener, shared.clone(), rx));
-    Ok(SimHandle { addr, shared, shutdown: tx, task })
+    Ok(SimHandle {
+        addr,
+        shared,
+        shutdown: tx,
+        task,
+    })
 }
 
 #[cfg(test)]

@@ -37,46 +37,143 @@ impl ActionClass {
 
 /// gpdb 2016-05-03 read-only actions.
 const READ_ONLY: &[&str] = &[
-    "CheckHadoopDataSource", "CheckHadoopNetConnection", "CheckJDBCSourceNetConnection",
-    "CheckSaasServiceVersion", "CheckServiceLinkedRole", "DescribeAIService", "DescribeAccounts",
-    "DescribeActiveSQLRecords", "DescribeAvailableResources", "DescribeBackupJob",
-    "DescribeBackupPolicy", "DescribeBranch", "DescribeCollection", "DescribeCreateIndexJob",
-    "DescribeDBClusterNode", "DescribeDBClusterPerformance", "DescribeDBInstanceAttribute",
-    "DescribeDBInstanceDataBloat", "DescribeDBInstanceDataSkew",
-    "DescribeDBInstanceDiagnosisSummary", "DescribeDBInstanceErrorLog",
-    "DescribeDBInstanceIPArrayList", "DescribeDBInstanceIndexUsage", "DescribeDBInstanceNetInfo",
-    "DescribeDBInstancePerformance", "DescribeDBInstancePlans", "DescribeDBInstanceSSL",
-    "DescribeDBInstanceSupportMaxPerformance", "DescribeDBInstances", "DescribeDBResourceGroup",
-    "DescribeDBResourceManagementMode", "DescribeDBVersion", "DescribeDBVersionInfos",
-    "DescribeDataBackups", "DescribeDataReDistributeInfo", "DescribeDataShareInstances",
-    "DescribeDataSharePerformance", "DescribeDatabase", "DescribeDiagnosisDimensions",
-    "DescribeDiagnosisMonitorPerformance", "DescribeDiagnosisRecords", "DescribeDiagnosisSQLInfo",
-    "DescribeDocument", "DescribeDownloadRecords", "DescribeDownloadSQLLogs", "DescribeExtension",
-    "DescribeExternalDataService", "DescribeHadoopClustersInSameNet", "DescribeHadoopConfigs",
-    "DescribeHadoopDataSource", "DescribeHealthStatus", "DescribeIMVInfos", "DescribeIndex",
-    "DescribeJDBCDataSource", "DescribeLogBackups", "DescribeModelOperatorApiKey",
-    "DescribeModelOperatorUsage", "DescribeModelService", "DescribeModifyParameterLog",
-    "DescribeNamespace", "DescribeParameters", "DescribePrivateRAGService", "DescribeRdsVSwitchs",
-    "DescribeRdsVpcs", "DescribeRebalanceStatus", "DescribeRegions", "DescribeRoles",
-    "DescribeSQLLogCount", "DescribeSQLLogs", "DescribeSQLLogsV2", "DescribeSampleData",
-    "DescribeStreamingDataService", "DescribeStreamingDataSource", "DescribeStreamingJob",
-    "DescribeSupabaseBackupPolicy", "DescribeSupportFeatures", "DescribeTable", "DescribeTags",
-    "DescribeUserEncryptionKeyList", "DescribeWaitingSQLInfo", "DescribeWaitingSQLRecords",
-    "DescribeZonesPrivateRAGService", "GetAccount", "GetApiEndpoints", "GetApiKey",
-    "GetBranchSchema", "GetGraphRAGJob", "GetSaasService", "GetSecretValue",
-    "GetServiceAccessInfo", "GetStatementResult", "GetSupabaseProject",
-    "GetSupabaseProjectApiKeys", "GetSupabaseProjectDashboardAccount", "GetSupabaseProjectSpec",
-    "GetSupabaseUpdateVersion", "GetUploadDocumentJob", "GetUpsertCollectionDataJob",
-    "GetWorkspace", "ListAINodePools", "ListAIServices", "ListApiKeys", "ListBackupJobs",
-    "ListBranches", "ListChunks", "ListCollections", "ListDatabaseExtensions", "ListDatabases",
-    "ListDocumentCollections", "ListDocuments", "ListExternalDataServices",
-    "ListExternalDataSources", "ListIndices", "ListInstanceDatabases", "ListInstanceExtensions",
-    "ListModelOperatorApiKeys", "ListModelOperatorServices", "ListModelServices", "ListNamespaces",
-    "ListRemoteADBDataSources", "ListSaasService", "ListSchemas", "ListSecrets",
-    "ListSlowSQLRecords", "ListStreamingDataServices", "ListStreamingDataSources",
-    "ListStreamingJobs", "ListSupabaseBackupJobs", "ListSupabaseDataBackups",
-    "ListSupabaseProjectTags", "ListSupabaseProjects", "ListSupportModels", "ListTables",
-    "ListTagResources", "ListWorkspaces", "QueryCollectionData", "QueryContent",
+    "CheckHadoopDataSource",
+    "CheckHadoopNetConnection",
+    "CheckJDBCSourceNetConnection",
+    "CheckSaasServiceVersion",
+    "CheckServiceLinkedRole",
+    "DescribeAIService",
+    "DescribeAccounts",
+    "DescribeActiveSQLRecords",
+    "DescribeAvailableResources",
+    "DescribeBackupJob",
+    "DescribeBackupPolicy",
+    "DescribeBranch",
+    "DescribeCollection",
+    "DescribeCreateIndexJob",
+    "DescribeDBClusterNode",
+    "DescribeDBClusterPerformance",
+    "DescribeDBInstanceAttribute",
+    "DescribeDBInstanceDataBloat",
+    "DescribeDBInstanceDataSkew",
+    "DescribeDBInstanceDiagnosisSummary",
+    "DescribeDBInstanceErrorLog",
+    "DescribeDBInstanceIPArrayList",
+    "DescribeDBInstanceIndexUsage",
+    "DescribeDBInstanceNetInfo",
+    "DescribeDBInstancePerformance",
+    "DescribeDBInstancePlans",
+    "DescribeDBInstanceSSL",
+    "DescribeDBInstanceSupportMaxPerformance",
+    "DescribeDBInstances",
+    "DescribeDBResourceGroup",
+    "DescribeDBResourceManagementMode",
+    "DescribeDBVersion",
+    "DescribeDBVersionInfos",
+    "DescribeDataBackups",
+    "DescribeDataReDistributeInfo",
+    "DescribeDataShareInstances",
+    "DescribeDataSharePerformance",
+    "DescribeDatabase",
+    "DescribeDiagnosisDimensions",
+    "DescribeDiagnosisMonitorPerformance",
+    "DescribeDiagnosisRecords",
+    "DescribeDiagnosisSQLInfo",
+    "DescribeDocument",
+    "DescribeDownloadRecords",
+    "DescribeDownloadSQLLogs",
+    "DescribeExtension",
+    "DescribeExternalDataService",
+    "DescribeHadoopClustersInSameNet",
+    "DescribeHadoopConfigs",
+    "DescribeHadoopDataSource",
+    "DescribeHealthStatus",
+    "DescribeIMVInfos",
+    "DescribeIndex",
+    "DescribeJDBCDataSource",
+    "DescribeLogBackups",
+    "DescribeModelOperatorApiKey",
+    "DescribeModelOperatorUsage",
+    "DescribeModelService",
+    "DescribeModifyParameterLog",
+    "DescribeNamespace",
+    "DescribeParameters",
+    "DescribePrivateRAGService",
+    "DescribeRdsVSwitchs",
+    "DescribeRdsVpcs",
+    "DescribeRebalanceStatus",
+    "DescribeRegions",
+    "DescribeRoles",
+    "DescribeSQLLogCount",
+    "DescribeSQLLogs",
+    "DescribeSQLLogsV2",
+    "DescribeSampleData",
+    "DescribeStreamingDataService",
+    "DescribeStreamingDataSource",
+    "DescribeStreamingJob",
+    "DescribeSupabaseBackupPolicy",
+    "DescribeSupportFeatures",
+    "DescribeTable",
+    "DescribeTags",
+    "DescribeUserEncryptionKeyList",
+    "DescribeWaitingSQLInfo",
+    "DescribeWaitingSQLRecords",
+    "DescribeZonesPrivateRAGService",
+    "GetAccount",
+    "GetApiEndpoints",
+    "GetApiKey",
+    "GetBranchSchema",
+    "GetGraphRAGJob",
+    "GetSaasService",
+    "GetSecretValue",
+    "GetServiceAccessInfo",
+    "GetStatementResult",
+    "GetSupabaseProject",
+    "GetSupabaseProjectApiKeys",
+    "GetSupabaseProjectDashboardAccount",
+    "GetSupabaseProjectSpec",
+    "GetSupabaseUpdateVersion",
+    "GetUploadDocumentJob",
+    "GetUpsertCollectionDataJob",
+    "GetWorkspace",
+    "ListAINodePools",
+    "ListAIServices",
+    "ListApiKeys",
+    "ListBackupJobs",
+    "ListBranches",
+    "ListChunks",
+    "ListCollections",
+    "ListDatabaseExtensions",
+    "ListDatabases",
+    "ListDocumentCollections",
+    "ListDocuments",
+    "ListExternalDataServices",
+    "ListExternalDataSources",
+    "ListIndices",
+    "ListInstanceDatabases",
+    "ListInstanceExtensions",
+    "ListModelOperatorApiKeys",
+    "ListModelOperatorServices",
+    "ListModelServices",
+    "ListNamespaces",
+    "ListRemoteADBDataSources",
+    "ListSaasService",
+    "ListSchemas",
+    "ListSecrets",
+    "ListSlowSQLRecords",
+    "ListStreamingDataServices",
+    "ListStreamingDataSources",
+    "ListStreamingJobs",
+    "ListSupabaseBackupJobs",
+    "ListSupabaseDataBackups",
+    "ListSupabaseProjectTags",
+    "ListSupabaseProjects",
+    "ListSupportModels",
+    "ListTables",
+    "ListTagResources",
+    "ListWorkspaces",
+    "QueryCollectionData",
+    "QueryContent",
     "QueryKnowledgeBasesContent",
 ];
 
@@ -139,25 +236,50 @@ mod tests {
         assert!(READ_ONLY.windows(2).all(|w| w[0] < w[1]));
         assert_eq!(READ_ONLY.len(), 138);
         let prefixes = ["Describe", "List", "Get", "Query", "Check"];
-        assert!(READ_ONLY.iter().all(|a| prefixes.iter().any(|p| a.starts_with(p))));
+        assert!(
+            READ_ONLY
+                .iter()
+                .all(|a| prefixes.iter().any(|p| a.starts_with(p)))
+        );
     }
 
     #[test]
     fn builtin_classes() {
         let c = Classifier::default();
-        assert_eq!(c.classify(GPDB_VERSION, "DescribeDBInstances"), ActionClass::ReadOnly);
-        assert_eq!(c.classify(GPDB_VERSION, "CreateDBInstance"), ActionClass::Token(Place::Query));
-        assert_eq!(c.classify(GPDB_VERSION, "CreateModelService"), ActionClass::Token(Place::Body));
-        assert_eq!(c.classify(GPDB_VERSION, "CreateAccount"), ActionClass::Mutating);
-        assert_eq!(c.classify(GPDB_VERSION, "ExecuteStatement"), ActionClass::Mutating);
+        assert_eq!(
+            c.classify(GPDB_VERSION, "DescribeDBInstances"),
+            ActionClass::ReadOnly
+        );
+        assert_eq!(
+            c.classify(GPDB_VERSION, "CreateDBInstance"),
+            ActionClass::Token(Place::Query)
+        );
+        assert_eq!(
+            c.classify(GPDB_VERSION, "CreateModelService"),
+            ActionClass::Token(Place::Body)
+        );
+        assert_eq!(
+            c.classify(GPDB_VERSION, "CreateAccount"),
+            ActionClass::Mutating
+        );
+        assert_eq!(
+            c.classify(GPDB_VERSION, "ExecuteStatement"),
+            ActionClass::Mutating
+        );
         assert_eq!(TOKEN.len(), 12);
     }
 
     #[test]
     fn unknown_actions_and_versions_are_mutating() {
         let c = Classifier::default();
-        assert_eq!(c.classify(GPDB_VERSION, "DescribeSomethingNew"), ActionClass::Mutating);
-        assert_eq!(c.classify("2014-05-26", "DescribeRegions"), ActionClass::Mutating);
+        assert_eq!(
+            c.classify(GPDB_VERSION, "DescribeSomethingNew"),
+            ActionClass::Mutating
+        );
+        assert_eq!(
+            c.classify("2014-05-26", "DescribeRegions"),
+            ActionClass::Mutating
+        );
     }
 
     #[test]
@@ -166,7 +288,13 @@ mod tests {
             ("CreateAccount".to_owned(), ActionClass::Token(Place::Query)),
             ("DescribeRegions".to_owned(), ActionClass::ReadOnly),
         ]));
-        assert_eq!(c.classify(GPDB_VERSION, "CreateAccount"), ActionClass::Token(Place::Query));
-        assert_eq!(c.classify("2014-05-26", "DescribeRegions"), ActionClass::ReadOnly);
+        assert_eq!(
+            c.classify(GPDB_VERSION, "CreateAccount"),
+            ActionClass::Token(Place::Query)
+        );
+        assert_eq!(
+            c.classify("2014-05-26", "DescribeRegions"),
+            ActionClass::ReadOnly
+        );
     }
 }

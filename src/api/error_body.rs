@@ -168,10 +168,19 @@ mod tests {
         assert_eq!(v["Code"], "SignatureDoesNotMatch");
         assert_eq!(v["RequestId"], "r-1");
         let xml = err().render(Format::Xml);
-        assert!(xml.starts_with("<?xml version='1.0' encoding='UTF-8'?><Error><"), "{xml}");
+        assert!(
+            xml.starts_with("<?xml version='1.0' encoding='UTF-8'?><Error><"),
+            "{xml}"
+        );
         assert!(xml.contains("<Message>a&lt;b &amp; c</Message>"), "{xml}");
-        assert_eq!(extract_code(json.as_bytes()).as_deref(), Some("SignatureDoesNotMatch"));
-        assert_eq!(extract_code(xml.as_bytes()).as_deref(), Some("SignatureDoesNotMatch"));
+        assert_eq!(
+            extract_code(json.as_bytes()).as_deref(),
+            Some("SignatureDoesNotMatch")
+        );
+        assert_eq!(
+            extract_code(xml.as_bytes()).as_deref(),
+            Some("SignatureDoesNotMatch")
+        );
     }
 
     #[test]

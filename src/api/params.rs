@@ -160,7 +160,10 @@ mod tests {
     fn merges_query_and_body_keeping_empty_values() {
         let p = Params::parse(Some("b=2&SignatureType=&a=x+y"), Some("c=%2A")).unwrap();
         let all: Vec<_> = p.iter().collect();
-        assert_eq!(all, vec![("SignatureType", ""), ("a", "x y"), ("b", "2"), ("c", "*")]);
+        assert_eq!(
+            all,
+            vec![("SignatureType", ""), ("a", "x y"), ("b", "2"), ("c", "*")]
+        );
         assert_eq!(p.place_of("c"), Some(Place::Body));
         assert_eq!(p.encode(Place::Query), "SignatureType=&a=x%20y&b=2");
         assert_eq!(p.encode(Place::Body), "c=%2A");
@@ -188,7 +191,10 @@ mod tests {
     #[test]
     fn refuses_bad_encoding_and_empty_names() {
         let err = Params::parse(Some("Action=%G0"), None).unwrap_err();
-        assert!(err.to_string().contains("malformed query encoding"), "{err}");
+        assert!(
+            err.to_string().contains("malformed query encoding"),
+            "{err}"
+        );
         assert_eq!(
             Params::parse(None, Some("=x")),
             Err(ParamError::EmptyName("form body"))

@@ -43,7 +43,10 @@ impl V1Call {
         V1Call {
             action: action.to_owned(),
             version: super::classify::GPDB_VERSION.to_owned(),
-            params: params.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
+            params: params
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
         }
     }
 

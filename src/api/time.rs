@@ -37,7 +37,13 @@ mod tests {
 
     #[test]
     fn refuses_other_shapes() {
-        for bad in ["2016-02-23 12:46:24Z", "2016-02-23T12:46:24.5Z", "2016-02-23T12:46:24+08:00", "", "x"] {
+        for bad in [
+            "2016-02-23 12:46:24Z",
+            "2016-02-23T12:46:24.5Z",
+            "2016-02-23T12:46:24+08:00",
+            "",
+            "x",
+        ] {
             assert_eq!(parse_timestamp(bad), None, "{bad}");
         }
     }

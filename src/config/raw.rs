@@ -129,7 +129,10 @@ pub struct RawLog {
 
 impl Default for RawLog {
     fn default() -> Self {
-        RawLog { level: default_level(), format: default_format() }
+        RawLog {
+            level: default_level(),
+            format: default_format(),
+        }
     }
 }
 

@@ -1,7 +1,10 @@
 use super::*;
 
 fn load(toml: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
-    let env: HashMap<String, String> = env.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect();
+    let env: HashMap<String, String> = env
+        .iter()
+        .map(|(k, v)| ((*k).into(), (*v).into()))
+        .collect();
     load_str(toml, &env, Path::new("."))
 }
 
@@ -32,16 +35,27 @@ fn the_issue_example_loads_with_defaults() {
 
 #[test]
 fn the_shipped_example_is_valid() {
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/idemproxy.toml")).unwrap();
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/config/idemproxy.toml"
+    ))
+    .unwrap();
     load(&text, &[("ALIBABA_CLOUD_ACCESS_KEY_SECRET", "x")]).unwrap();
 }
 
 #[test]
 fn unknown_keys_are_refused_by_name() {
-    let err = load("[proxy]\nlissten = \"127.0.0.1:1\"\n", &[]).unwrap_err().to_string();
+    let err = load("[proxy]\nlissten = \"127.0.0.1:1\"\n", &[])
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("proxy") && err.contains("lissten"), "{err}");
-    let err = load("[[upstreams]]\nhosts=[\"a.b\"]\nconect_to=\"x:1\"\n", &[]).unwrap_err().to_string();
-    assert!(err.contains("upstreams[0]") && err.contains("conect_to"), "{err}");
+    let err = load("[[upstreams]]\nhosts=[\"a.b\"]\nconect_to=\"x:1\"\n", &[])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("upstreams[0]") && err.contains("conect_to"),
+        "{err}"
+    );
     let err = load("[nope]\nx = 1\n", &[]).unwrap_err().to_string();
     assert!(err.contains("nope"), "{err}");
 }
@@ -56,13 +70,31 @@ fn bad_values_name_their_key() {
         ("[retry]\nmax_attempts = \"many\"\n", "retry.max_attempts"),
         ("[[upstreams]]\nhosts = []\n", "upstreams[0].hosts"),
         ("[[upstreams]]\nhosts = [\"a..b\"]\n", "upstreams[0].hosts"),
-        ("[[upstreams]]\nhosts = [\"a.b\"]\nscheme = \"ftp\"\n", "upstreams[0].scheme"),
-        ("[[upstreams]]\nhosts = [\"a.b\"]\nconnect_to = \"nowhere\"\n", "upstreams[0].connect_to"),
-        ("[[credentials]]\naccess_key_id = \"a\"\n", "credentials[0].access_key_secret"),
-        ("[[credentials]]\naccess_key_id = \"a\"\naccess_key_secret_env = \"NOPE_UNSET\"\n", "credentials[0].access_key_secret_env"),
-        ("[classification]\nread_only = [\"X\"]\nmutating = [\"X\"]\n", "classification.mutating"),
+        (
+            "[[upstreams]]\nhosts = [\"a.b\"]\nscheme = \"ftp\"\n",
+            "upstreams[0].scheme",
+        ),
+        (
+            "[[upstreams]]\nhosts = [\"a.b\"]\nconnect_to = \"nowhere\"\n",
+            "upstreams[0].connect_to",
+        ),
+        (
+            "[[credentials]]\naccess_key_id = \"a\"\n",
+            "credentials[0].access_key_secret",
+        ),
+        (
+            "[[credentials]]\naccess_key_id = \"a\"\naccess_key_secret_env = \"NOPE_UNSET\"\n",
+            "credentials[0].access_key_secret_env",
+        ),
+        (
+            "[classification]\nread_only = [\"X\"]\nmutating = [\"X\"]\n",
+            "classification.mutating",
+        ),
         ("[log]\nformat = \"xml\"\n", "log.format"),
-        ("[proxy]\ngateway_upstream = \"ecs.aliyuncs.com\"\n", "proxy.gateway_upstream"),
+        (
+            "[proxy]\ngateway_upstream = \"ecs.aliyuncs.com\"\n",
+            "proxy.gateway_upstream",
+        ),
     ];
     for (toml, key) in cases {
         let err = load(toml, &[]).unwrap_err().to_string();
@@ -75,13 +107,19 @@ fn env_overrides_win_and_secrets_come_from_env() {
     let toml = "[[credentials]]\naccess_key_id = \"a\"\naccess_key_secret_env = \"MY_SECRET\"\n";
     let c = load(
         toml,
-        &[("IDEMPROXY__PROXY__LISTEN", "127.0.0.1:9999"), ("IDEMPROXY__RETRY__MAX_ATTEMPTS", "2"), ("MY_SECRET", "s3")],
+        &[
+            ("IDEMPROXY__PROXY__LISTEN", "127.0.0.1:9999"),
+            ("IDEMPROXY__RETRY__MAX_ATTEMPTS", "2"),
+            ("MY_SECRET", "s3"),
+        ],
     )
     .unwrap();
     assert_eq!(c.proxy.listen.port(), 9999);
     assert_eq!(c.retry.max_attempts, 2);
     assert_eq!(c.credentials["a"].expose(), "s3");
-    let err = load("", &[("IDEMPROXY__RETRY__BOGUS", "1")]).unwrap_err().to_string();
+    let err = load("", &[("IDEMPROXY__RETRY__BOGUS", "1")])
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("bogus"), "{err}");
 }
 

@@ -17,7 +17,9 @@ pub type ProxyBody = UnsyncBoxBody<Bytes, BoxError>;
 
 /// A complete in-memory body.
 pub fn full(bytes: impl Into<Bytes>) -> ProxyBody {
-    Full::new(bytes.into()).map_err(|never| match never {}).boxed_unsync()
+    Full::new(bytes.into())
+        .map_err(|never| match never {})
+        .boxed_unsync()
 }
 
 /// Boxes any body.
@@ -49,12 +51,19 @@ where
     let mut buf = BytesMut::new();
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(Into::into)?;
-        let Ok(data) = frame.into_data() else { continue };
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
         buf.extend_from_slice(&data);
         if buf.len() > limit {
-            let prefix = futures_util::stream::once(async move { Ok::<_, BoxError>(Frame::data(buf.freeze())) });
+            let prefix =
+                futures_util::stream::once(
+                    async move { Ok::<_, BoxError>(Frame::data(buf.freeze())) },
+                );
             let rest = BodyStream::new(body.map_err(Into::into));
-            return Ok(Buffered::TooLarge(StreamBody::new(prefix.chain(rest)).boxed_unsync()));
+            return Ok(Buffered::TooLarge(
+                StreamBody::new(prefix.chain(rest)).boxed_unsync(),
+            ));
         }
     }
     Ok(Buffered::Complete(buf.freeze()))
@@ -72,8 +81,9 @@ mod tests {
 
     #[tokio::test]
     async fn large_bodies_keep_every_byte() {
-        let chunks: Vec<Result<Frame<Bytes>, BoxError>> =
-            (0..10).map(|i| Ok(Frame::data(Bytes::from(vec![b'a' + i; 100])))).collect();
+        let chunks: Vec<Result<Frame<Bytes>, BoxError>> = (0..10)
+            .map(|i| Ok(Frame::data(Bytes::from(vec![b'a' + i; 100]))))
+            .collect();
         let body = StreamBody::new(futures_util::stream::iter(chunks)).boxed_unsync();
         let Buffered::TooLarge(rest) = buffer_up_to(body, 250).await.unwrap() else {
             panic!("expected TooLarge");

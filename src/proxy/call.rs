@@ -86,15 +86,30 @@ enum Prepared {
 pub async fn run(shared: &Shared, target: Target, req: Request<Incoming>) -> Response<ProxyBody> {
     let cfg = &shared.config;
     let Some(client) = shared.upstreams.api(target.upstream) else {
-        return ProxyError::new(StatusCode::INTERNAL_SERVER_ERROR, "Idemproxy.Internal", "no client for upstream")
-            .into_response();
+        return ProxyError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "Idemproxy.Internal",
+            "no client for upstream",
+        )
+        .into_response();
     };
-    let scheme = cfg.upstreams.get(target.upstream).map_or("https", |u| u.scheme.as_str());
+    let scheme = cfg
+        .upstreams
+        .get(target.upstream)
+        .map_or("https", |u| u.scheme.as_str());
     let (parts, body) = req.into_parts();
     let body = match buffer_up_to(body, cfg.proxy.max_replay_body).await {
         Ok(Buffered::Complete(b)) => b,
         Ok(Buffered::TooLarge(stream)) => {
-            return send_once(client, &target, scheme, parts, stream, "body-over-replay-limit").await;
+            return send_once(
+                client,
+                &target,
+                scheme,
+                parts,
+                stream,
+                "body-over-replay-limit",
+            )
+            .await;
         }
         Err(e) => {
             return ProxyError::new(
@@ -107,7 +122,9 @@ pub async fn run(shared: &Shared, target: Target, req: Request<Incoming>) -> Res
     };
     match prepare(cfg, &target, scheme, &parts, &body) {
         Ok(Prepared::Call(call)) => attempts::execute(cfg, client, *call).await,
-        Ok(Prepared::Passthrough(reason)) => send_once(client, &target, scheme, parts, full(body), reason).await,
+        Ok(Prepared::Passthrough(reason)) => {
+            send_once(client, &target, scheme, parts, full(body), reason).await
+        }
         Err(e) => e.host(&target.host).into_response(),
     }
 }
@@ -121,26 +138,45 @@ fn is_form(parts: &Parts) -> bool {
         .headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.trim_start().to_ascii_lowercase().starts_with("application/x-www-form-urlencoded"))
+        .is_some_and(|v| {
+            v.trim_start()
+                .to_ascii_lowercase()
+                .starts_with("application/x-www-form-urlencoded")
+        })
 }
 
-fn prepare(cfg: &Config, target: &Target, scheme: &'static str, parts: &Parts, body: &Bytes) -> Result<Prepared, ProxyError> {
+fn prepare(
+    cfg: &Config,
+    target: &Target,
+    scheme: &'static str,
+    parts: &Parts,
+    body: &Bytes,
+) -> Result<Prepared, ProxyError> {
     let body_is_form = is_form(parts);
     let body_str = if body_is_form {
-        Some(std::str::from_utf8(body).map_err(|_| bad_request("InvalidParameter", "the form body is not UTF-8"))?)
+        Some(
+            std::str::from_utf8(body)
+                .map_err(|_| bad_request("InvalidParameter", "the form body is not UTF-8"))?,
+        )
     } else {
         None
     };
-    let params =
-        Params::parse(parts.uri.query(), body_str).map_err(|e| bad_request("InvalidParameter", e.to_string()))?;
-    let authz = parts.headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let params = Params::parse(parts.uri.query(), body_str)
+        .map_err(|e| bad_request("InvalidParameter", e.to_string()))?;
+    let authz = parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
     if authz.starts_with("ACS3-") {
         return Ok(Prepared::Passthrough("v3-signature-not-supported-yet"));
     }
     let (Some(_), Some(key_id)) = (params.get(v1::SIGNATURE), params.get("AccessKeyId")) else {
         return Ok(Prepared::Passthrough("unsigned"));
     };
-    if params.get("SignatureMethod") != Some("HMAC-SHA1") || params.get("SignatureVersion") != Some("1.0") {
+    if params.get("SignatureMethod") != Some("HMAC-SHA1")
+        || params.get("SignatureVersion") != Some("1.0")
+    {
         return Ok(Prepared::Passthrough("unsupported-signature-method"));
     }
     let Some(secret) = cfg.credentials.get(key_id) else {
@@ -155,10 +191,15 @@ fn prepare(cfg: &Config, target: &Target, scheme: &'static str, parts: &Parts, b
         .format(format));
     }
     let Some(action) = params.get("Action").map(str::to_owned) else {
-        return Err(bad_request("MissingParameter", "the input parameter \"Action\" that is mandatory is not supplied")
-            .format(format));
+        return Err(bad_request(
+            "MissingParameter",
+            "the input parameter \"Action\" that is mandatory is not supplied",
+        )
+        .format(format));
     };
-    let class = cfg.classifier.classify(params.get("Version").unwrap_or(""), &action);
+    let class = cfg
+        .classifier
+        .classify(params.get("Version").unwrap_or(""), &action);
     let mut params = params;
     let (token, token_value) = settle_token(&mut params, class).map_err(|e| e.format(format))?;
     let mut headers = parts.headers.clone();
@@ -181,9 +222,15 @@ fn prepare(cfg: &Config, target: &Target, scheme: &'static str, parts: &Parts, b
 }
 
 /// Keeps a valid caller token, injects one where the action supports it, refuses a bad one.
-fn settle_token(params: &mut Params, class: ActionClass) -> Result<(TokenSource, Option<String>), ProxyError> {
+fn settle_token(
+    params: &mut Params,
+    class: ActionClass,
+) -> Result<(TokenSource, Option<String>), ProxyError> {
     let ActionClass::Token(_) = class else {
-        return Ok((TokenSource::None, params.get("ClientToken").map(str::to_owned)));
+        return Ok((
+            TokenSource::None,
+            params.get("ClientToken").map(str::to_owned),
+        ));
     };
     if let Some(t) = params.get("ClientToken") {
         if t.is_empty() || t.len() > MAX_TOKEN_LEN || !t.bytes().all(|b| b.is_ascii_graphic()) {
@@ -195,7 +242,11 @@ fn settle_token(params: &mut Params, class: ActionClass) -> Result<(TokenSource,
         return Ok((TokenSource::Caller, Some(t.to_owned())));
     }
     // V1 signs query and body alike: put the token beside the caller's other parameters.
-    let place = if params.any_in(Place::Query) { Place::Query } else { Place::Body };
+    let place = if params.any_in(Place::Query) {
+        Place::Query
+    } else {
+        Place::Body
+    };
     let token = uuid::Uuid::new_v4().to_string();
     params.set("ClientToken", token.as_str(), place);
     Ok((TokenSource::Injected, Some(token)))
@@ -214,7 +265,10 @@ async fn send_once(
     let pq = parts.uri.path_and_query().map_or("/", |p| p.as_str());
     let uri = match format!("{scheme}://{}{pq}", target.authority).parse() {
         Ok(u) => u,
-        Err(_) => return bad_request("Idemproxy.BadUri", "the request URI cannot be forwarded").into_response(),
+        Err(_) => {
+            return bad_request("Idemproxy.BadUri", "the request URI cannot be forwarded")
+                .into_response();
+        }
     };
     parts.uri = uri;
     if let Ok(v) = HeaderValue::from_str(&target.authority) {

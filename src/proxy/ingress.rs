@@ -44,7 +44,10 @@ enum Route {
 }
 
 /// Handles one request from a client. Never fails: errors become API-shaped responses.
-pub async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<ProxyBody>, Infallible> {
+pub async fn handle(
+    shared: Arc<Shared>,
+    req: Request<Incoming>,
+) -> Result<Response<ProxyBody>, Infallible> {
     let resp = match route(&shared.config, &req) {
         Err(e) => e.into_response(),
         Ok(Route::Other) => forward_other(&shared, req).await,
@@ -64,19 +67,30 @@ fn route(config: &Config, req: &Request<Incoming>) -> Result<Route, ProxyError> 
     }
     if let Some(auth) = req.uri().authority() {
         let host = normalize_host(auth.host());
-        let default_port = if req.uri().scheme_str() == Some("https") { 443 } else { 80 };
+        let default_port = if req.uri().scheme_str() == Some("https") {
+            443
+        } else {
+            80
+        };
         let port = auth.port_u16().filter(|p| *p != default_port);
         return Ok(match config.upstream_for(&host) {
             Some((upstream, _)) => Route::Api(target(upstream, host, port)),
             None => Route::Other,
         });
     }
-    let host_header = req.headers().get(header::HOST).and_then(|h| h.to_str().ok());
+    let host_header = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok());
     if let Some(h) = host_header {
         let (name, port) = split_host_port(h);
         let name = normalize_host(name);
         if let Some((upstream, _)) = config.upstream_for(&name) {
-            return Ok(Route::Api(target(upstream, name, port.filter(|p| *p != 80))));
+            return Ok(Route::Api(target(
+                upstream,
+                name,
+                port.filter(|p| *p != 80),
+            )));
         }
     }
     match &config.proxy.gateway_upstream {
@@ -105,7 +119,11 @@ fn target(upstream: usize, host: String, port: Option<u16>) -> Target {
         Some(p) => format!("{host}:{p}"),
         None => host.clone(),
     };
-    Target { upstream, host, authority }
+    Target {
+        upstream,
+        host,
+        authority,
+    }
 }
 
 fn normalize_host(h: &str) -> String {

@@ -40,7 +40,13 @@ pub struct ProxyError {
 impl ProxyError {
     /// A JSON error.
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        ProxyError { status, code, message: message.into(), format: Format::Json, host: String::new() }
+        ProxyError {
+            status,
+            code,
+            message: message.into(),
+            format: Format::Json,
+            host: String::new(),
+        }
     }
 
     /// Sets the format.
@@ -58,12 +64,20 @@ impl ProxyError {
     /// Renders the API-shaped response.
     pub fn into_response(self) -> Response<ProxyBody> {
         let request_id = uuid::Uuid::new_v4().to_string().to_uppercase();
-        let body = ApiError { request_id: &request_id, host_id: &self.host, code: self.code, message: &self.message }
-            .render(self.format);
+        let body = ApiError {
+            request_id: &request_id,
+            host_id: &self.host,
+            code: self.code,
+            message: &self.message,
+        }
+        .render(self.format);
         let mut resp = Response::new(full(body));
         *resp.status_mut() = self.status;
         let h = resp.headers_mut();
-        h.insert(header::CONTENT_TYPE, HeaderValue::from_static(self.format.content_type()));
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(self.format.content_type()),
+        );
         if let Ok(v) = HeaderValue::from_str(&request_id) {
             h.insert("x-acs-request-id", v);
         }

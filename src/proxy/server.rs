@@ -57,22 +57,35 @@ impl ProxyHandle {
 /// Binds `config.proxy.listen` and starts the proxy.
 pub async fn bind(config: Arc<Config>) -> Result<ProxyHandle, StartError> {
     let addr = config.proxy.listen;
-    let listener = TcpListener::bind(addr).await.map_err(|source| StartError::Bind { addr, source })?;
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Bind { addr, source })?;
     start(config, listener).await
 }
 
 /// Starts the proxy on an already bound listener (tests bind 127.0.0.1:0).
 pub async fn start(config: Arc<Config>, listener: TcpListener) -> Result<ProxyHandle, StartError> {
-    let addr = listener.local_addr().map_err(|source| StartError::Bind { addr: config.proxy.listen, source })?;
+    let addr = listener.local_addr().map_err(|source| StartError::Bind {
+        addr: config.proxy.listen,
+        source,
+    })?;
     let upstreams = Upstreams::new(&config.upstreams)?;
     let shared = Arc::new(Shared { config, upstreams });
     let (tx, rx) = watch::channel(false);
     let task = tokio::spawn(accept_loop(listener, shared, rx));
     tracing::info!(%addr, "idemproxy listening");
-    Ok(ProxyHandle { addr, shutdown: tx, task })
+    Ok(ProxyHandle {
+        addr,
+        shutdown: tx,
+        task,
+    })
 }
 
-async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
+async fn accept_loop(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
@@ -92,7 +105,10 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut shutdown: w
         tokio::spawn(async move {
             let svc = service_fn(move |req| handle(shared.clone(), req));
             let builder = auto::Builder::new(TokioExecutor::new());
-            if let Err(e) = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc).await {
+            if let Err(e) = builder
+                .serve_connection_with_upgrades(TokioIo::new(stream), svc)
+                .await
+            {
                 tracing::debug!(%peer, error = %e, "client connection ended with an error");
             }
         });

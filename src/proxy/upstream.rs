@@ -86,7 +86,10 @@ fn roots(kind: Roots, ca_file: Option<&std::path::Path>) -> Result<RootCertStore
         }
     }
     if let Some(path) = ca_file {
-        let ca_err = |message: String| UpstreamError::CaFile { path: path.display().to_string(), message };
+        let ca_err = |message: String| UpstreamError::CaFile {
+            path: path.display().to_string(),
+            message,
+        };
         let pem = std::fs::read(path).map_err(|e| ca_err(e.to_string()))?;
         let certs: Vec<_> = rustls_pemfile::certs(&mut pem.as_slice())
             .collect::<Result<_, _>>()
@@ -110,7 +113,10 @@ fn tls_config(store: RootCertStore) -> Result<rustls::ClientConfig, UpstreamErro
         .with_no_client_auth())
 }
 
-fn client(tls: rustls::ClientConfig, connect_to: Option<&str>) -> Result<HttpClient, UpstreamError> {
+fn client(
+    tls: rustls::ClientConfig,
+    connect_to: Option<&str>,
+) -> Result<HttpClient, UpstreamError> {
     let inner = ConnectTo::new(connect_to).map_err(|e| UpstreamError::CaFile {
         path: "connect_to".into(),
         message: e.to_string(),
@@ -139,7 +145,12 @@ impl Upstreams {
     pub fn new(upstreams: &[Upstream]) -> Result<Self, UpstreamError> {
         let api = upstreams
             .iter()
-            .map(|u| client(tls_config(roots(u.roots, u.ca_file.as_deref())?)?, u.connect_to.as_deref()))
+            .map(|u| {
+                client(
+                    tls_config(roots(u.roots, u.ca_file.as_deref())?)?,
+                    u.connect_to.as_deref(),
+                )
+            })
             .collect::<Result<Vec<_>, _>>()?;
         let other = client(tls_config(roots(Roots::Webpki, None)?)?, None)?;
         Ok(Upstreams { api, other })

@@ -43,7 +43,11 @@ impl Backoff {
     pub fn delay(&self, n: u32, unit: f64) -> Duration {
         let factor = 1u32.checked_shl(n.min(30)).unwrap_or(u32::MAX);
         let d = self.base.saturating_mul(factor).min(self.max);
-        let unit = if unit.is_finite() { unit.clamp(0.0, 1.0) } else { 0.0 };
+        let unit = if unit.is_finite() {
+            unit.clamp(0.0, 1.0)
+        } else {
+            0.0
+        };
         d / 2 + (d / 2).mul_f64(unit)
     }
 
@@ -60,7 +64,10 @@ mod tests {
 
     #[test]
     fn validates() {
-        assert_eq!(Backoff::try_new(Duration::ZERO, Duration::from_secs(1)), Err(InvalidBackoff::ZeroBase));
+        assert_eq!(
+            Backoff::try_new(Duration::ZERO, Duration::from_secs(1)),
+            Err(InvalidBackoff::ZeroBase)
+        );
         assert_eq!(
             Backoff::try_new(Duration::from_secs(2), Duration::from_secs(1)),
             Err(InvalidBackoff::MaxBelowBase)
@@ -75,7 +82,10 @@ mod tests {
         assert_eq!(b.delay(3, 1.0), Duration::from_millis(800));
         assert_eq!(b.delay(4, 1.0), Duration::from_millis(1000));
         assert_eq!(b.delay(u32::MAX, 1.0), Duration::from_millis(1000));
-        assert_eq!(b.clamp_hint(Duration::from_secs(60)), Duration::from_millis(1000));
+        assert_eq!(
+            b.clamp_hint(Duration::from_secs(60)),
+            Duration::from_millis(1000)
+        );
     }
 
     proptest! {

@@ -115,7 +115,11 @@ pub fn decide(outcome: Outcome<'_>, safety: Safety, retry_statuses: &[u16]) -> D
         Outcome::NotSent => Decision::Retry(RetryReason::Connect),
         Outcome::Lost => guarded(RetryReason::Lost),
         Outcome::TimedOut => guarded(RetryReason::Timeout),
-        Outcome::Response { status, code, retry_after_hint } => {
+        Outcome::Response {
+            status,
+            code,
+            retry_after_hint,
+        } => {
             let throttled = code.is_some_and(is_throttling_code);
             if (400..500).contains(&status) {
                 if throttled || retry_after_hint {
@@ -143,7 +147,11 @@ mod tests {
     const STATUSES: &[u16] = &[500, 503];
 
     fn resp(status: u16, code: Option<&str>, hint: bool) -> Outcome<'_> {
-        Outcome::Response { status, code, retry_after_hint: hint }
+        Outcome::Response {
+            status,
+            code,
+            retry_after_hint: hint,
+        }
     }
 
     #[test]
@@ -153,17 +161,49 @@ mod tests {
         use Safety::*;
         let cases: &[(Outcome<'_>, Safety, Decision)] = &[
             (resp(200, None, false), Unsafe, Done),
-            (resp(400, Some("Throttling"), false), Unsafe, Retry(Throttled)),
-            (resp(400, Some("Throttling.User"), false), ReadOnly, Retry(Throttled)),
+            (
+                resp(400, Some("Throttling"), false),
+                Unsafe,
+                Retry(Throttled),
+            ),
+            (
+                resp(400, Some("Throttling.User"), false),
+                ReadOnly,
+                Retry(Throttled),
+            ),
             (resp(429, Some("Whatever"), true), Unsafe, Retry(Throttled)),
-            (resp(403, Some("IdempotentProcessing"), false), TokenProtected, Retry(Processing)),
-            (resp(403, Some("IdempotentProcessing"), false), Unsafe, Withheld(Processing)),
-            (resp(400, Some("IdempotentParameterMismatch"), false), TokenProtected, Done),
-            (resp(400, Some("SignatureDoesNotMatch"), false), ReadOnly, Done),
+            (
+                resp(403, Some("IdempotentProcessing"), false),
+                TokenProtected,
+                Retry(Processing),
+            ),
+            (
+                resp(403, Some("IdempotentProcessing"), false),
+                Unsafe,
+                Withheld(Processing),
+            ),
+            (
+                resp(400, Some("IdempotentParameterMismatch"), false),
+                TokenProtected,
+                Done,
+            ),
+            (
+                resp(400, Some("SignatureDoesNotMatch"), false),
+                ReadOnly,
+                Done,
+            ),
             (resp(400, Some("ThrottlingX"), false), ReadOnly, Done),
-            (resp(500, Some("InternalError"), false), ReadOnly, Retry(Status)),
+            (
+                resp(500, Some("InternalError"), false),
+                ReadOnly,
+                Retry(Status),
+            ),
             (resp(503, None, false), TokenProtected, Retry(Status)),
-            (resp(503, Some("ServiceUnavailable"), false), Unsafe, Withheld(Status)),
+            (
+                resp(503, Some("ServiceUnavailable"), false),
+                Unsafe,
+                Withheld(Status),
+            ),
             (resp(502, None, false), ReadOnly, Done),
             (Outcome::NotSent, Unsafe, Retry(Connect)),
             (Outcome::Lost, Unsafe, Withheld(Lost)),

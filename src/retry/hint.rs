@@ -11,7 +11,9 @@ pub const ACS_RETRY_AFTER: &str = "x-acs-retry-after";
 /// The wait the server asked for, if any: `x-acs-retry-after` wins over `Retry-After`.
 /// Zero, negative or unparsable values are ignored.
 pub fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
-    if let Some(ms) = header_str(headers, ACS_RETRY_AFTER).and_then(|v| v.trim().parse::<u64>().ok()) {
+    if let Some(ms) =
+        header_str(headers, ACS_RETRY_AFTER).and_then(|v| v.trim().parse::<u64>().ok())
+    {
         if ms > 0 {
             return Some(Duration::from_millis(ms));
         }
@@ -51,12 +53,24 @@ mod tests {
     #[test]
     fn reads_every_form() {
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
-        assert_eq!(retry_after(&headers(&[("x-acs-retry-after", "250")]), now), Some(Duration::from_millis(250)));
-        assert_eq!(retry_after(&headers(&[("retry-after", "3")]), now), Some(Duration::from_secs(3)));
-        let date = httpdate::fmt_http_date(now + Duration::from_secs(10));
-        assert_eq!(retry_after(&headers(&[("retry-after", &date)]), now), Some(Duration::from_secs(10)));
         assert_eq!(
-            retry_after(&headers(&[("x-acs-retry-after", "100"), ("retry-after", "9")]), now),
+            retry_after(&headers(&[("x-acs-retry-after", "250")]), now),
+            Some(Duration::from_millis(250))
+        );
+        assert_eq!(
+            retry_after(&headers(&[("retry-after", "3")]), now),
+            Some(Duration::from_secs(3))
+        );
+        let date = httpdate::fmt_http_date(now + Duration::from_secs(10));
+        assert_eq!(
+            retry_after(&headers(&[("retry-after", &date)]), now),
+            Some(Duration::from_secs(10))
+        );
+        assert_eq!(
+            retry_after(
+                &headers(&[("x-acs-retry-after", "100"), ("retry-after", "9")]),
+                now
+            ),
             Some(Duration::from_millis(100))
         );
     }
@@ -64,7 +78,12 @@ mod tests {
     #[test]
     fn ignores_bad_zero_and_past_values() {
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
-        for (k, v) in [("x-acs-retry-after", "0"), ("x-acs-retry-after", "-5"), ("retry-after", "soon"), ("retry-after", "0")] {
+        for (k, v) in [
+            ("x-acs-retry-after", "0"),
+            ("x-acs-retry-after", "-5"),
+            ("retry-after", "soon"),
+            ("retry-after", "0"),
+        ] {
             assert_eq!(retry_after(&headers(&[(k, v)]), now), None, "{k}: {v}");
         }
         let past = httpdate::fmt_http_date(now - Duration::from_secs(10));

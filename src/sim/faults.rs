@@ -62,13 +62,19 @@ pub struct FaultSpecError {
 }
 
 fn spec_err(rule: &str, message: impl Into<String>) -> FaultSpecError {
-    FaultSpecError { rule: rule.to_owned(), message: message.into() }
+    FaultSpecError {
+        rule: rule.to_owned(),
+        message: message.into(),
+    }
 }
 
 impl Fault {
     /// Parses one fault name.
     pub fn parse(s: &str) -> Result<Fault, FaultSpecError> {
-        let ms = |v: &str| v.parse::<u64>().map_err(|_| spec_err(s, "expected milliseconds after ':'"));
+        let ms = |v: &str| {
+            v.parse::<u64>()
+                .map_err(|_| spec_err(s, "expected milliseconds after ':'"))
+        };
         Ok(match s.split_once(':') {
             None => match s {
                 "ok" => Fault::Ok,
@@ -77,7 +83,12 @@ impl Fault {
                 "reset" => Fault::ResetAfter,
                 "throttle" => Fault::Throttle(100),
                 "throttle-nohint" => Fault::ThrottleNoHint,
-                _ => return Err(spec_err(s, "unknown fault; use ok, 503, 500, reset, throttle[:MS], throttle-nohint, slow:MS")),
+                _ => {
+                    return Err(spec_err(
+                        s,
+                        "unknown fault; use ok, 503, 500, reset, throttle[:MS], throttle-nohint, slow:MS",
+                    ));
+                }
             },
             Some(("throttle", v)) => Fault::Throttle(ms(v)?),
             Some(("slow", v)) => Fault::SlowAfter(ms(v)?),
@@ -100,7 +111,12 @@ impl Default for FaultPlan {
         FaultPlan {
             scripted: HashMap::new(),
             random: 0.0,
-            kinds: vec![Fault::Unavailable, Fault::InternalAfter, Fault::ResetAfter, Fault::Throttle(100)],
+            kinds: vec![
+                Fault::Unavailable,
+                Fault::InternalAfter,
+                Fault::ResetAfter,
+                Fault::Throttle(100),
+            ],
             rng: StdRng::seed_from_u64(1),
         }
     }
@@ -116,31 +132,48 @@ impl FaultPlan {
     pub fn parse(spec: &str) -> Result<Self, FaultSpecError> {
         let mut plan = FaultPlan::default();
         for rule in spec.split(';').map(str::trim).filter(|r| !r.is_empty()) {
-            let (key, value) = rule.split_once('=').ok_or_else(|| spec_err(rule, "expected KEY=VALUE"))?;
+            let (key, value) = rule
+                .split_once('=')
+                .ok_or_else(|| spec_err(rule, "expected KEY=VALUE"))?;
             match key.trim() {
                 "random" => {
-                    let p: f64 = value.parse().map_err(|_| spec_err(rule, "expected a probability"))?;
+                    let p: f64 = value
+                        .parse()
+                        .map_err(|_| spec_err(rule, "expected a probability"))?;
                     if !(0.0..=1.0).contains(&p) {
                         return Err(spec_err(rule, "probability must be between 0 and 1"));
                     }
                     plan.random = p;
                 }
                 "seed" => {
-                    let n: u64 = value.parse().map_err(|_| spec_err(rule, "expected an integer seed"))?;
+                    let n: u64 = value
+                        .parse()
+                        .map_err(|_| spec_err(rule, "expected an integer seed"))?;
                     plan.rng = StdRng::seed_from_u64(n);
                 }
                 "kinds" => {
-                    plan.kinds = value.split('|').map(|f| Fault::parse(f.trim())).collect::<Result<_, _>>()?;
+                    plan.kinds = value
+                        .split('|')
+                        .map(|f| Fault::parse(f.trim()))
+                        .collect::<Result<_, _>>()?;
                     if plan.kinds.is_empty() {
                         return Err(spec_err(rule, "kinds needs at least one fault"));
                     }
                 }
                 action => {
-                    if action.is_empty() || !(action == "*" || action.bytes().all(|b| b.is_ascii_alphanumeric())) {
+                    if action.is_empty()
+                        || !(action == "*" || action.bytes().all(|b| b.is_ascii_alphanumeric()))
+                    {
                         return Err(spec_err(rule, "expected an action name or '*'"));
                     }
-                    let faults = value.split(',').map(|f| Fault::parse(f.trim())).collect::<Result<VecDeque<_>, _>>()?;
-                    plan.scripted.entry(action.to_owned()).or_default().extend(faults);
+                    let faults = value
+                        .split(',')
+                        .map(|f| Fault::parse(f.trim()))
+                        .collect::<Result<VecDeque<_>, _>>()?;
+                    plan.scripted
+                        .entry(action.to_owned())
+                        .or_default()
+                        .extend(faults);
                 }
             }
         }
@@ -185,12 +218,18 @@ mod tests {
         let a = draw("random=0.5;seed=7;kinds=503|slow:5");
         assert_eq!(a, draw("random=0.5;seed=7;kinds=503|slow:5"));
         assert!(a.contains(&Fault::Unavailable) && a.contains(&Fault::Ok));
-        assert!(a.iter().all(|f| matches!(f, Fault::Ok | Fault::Unavailable | Fault::SlowAfter(5))));
+        assert!(
+            a.iter()
+                .all(|f| matches!(f, Fault::Ok | Fault::Unavailable | Fault::SlowAfter(5)))
+        );
     }
 
     #[test]
     fn bad_specs_say_what_is_wrong() {
-        for bad in ["x", "A=boom", "random=2", "random=x", "seed=-1", "kinds=", "A=slow", "A=slow:x", "A B=ok", "=ok"] {
+        for bad in [
+            "x", "A=boom", "random=2", "random=x", "seed=-1", "kinds=", "A=slow", "A=slow:x",
+            "A B=ok", "=ok",
+        ] {
             let e = FaultPlan::parse(bad).unwrap_err();
             assert!(e.to_string().contains("bad fault spec"), "{bad}: {e}");
         }

@@ -27,7 +27,11 @@ const MAX_BODY: usize = 1024 * 1024;
 #[error("simulated connection reset")]
 struct Reset;
 
-pub(super) async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
+pub(super) async fn accept_loop(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
@@ -39,7 +43,9 @@ pub(super) async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut 
         };
         let shared = shared.clone();
         tokio::spawn(async move {
-            let Ok((stream, dup)) = split_for_reset(stream) else { return };
+            let Ok((stream, dup)) = split_for_reset(stream) else {
+                return;
+            };
             let dup = Arc::new(dup);
             let svc = service_fn(move |req| {
                 let (shared, dup) = (shared.clone(), dup.clone());
@@ -53,7 +59,9 @@ pub(super) async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut 
                     Ok::<_, Reset>(resp.unwrap_or_default())
                 }
             });
-            let _ = auto::Builder::new(TokioExecutor::new()).serve_connection(TokioIo::new(stream), svc).await;
+            let _ = auto::Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(stream), svc)
+                .await;
         });
     }
 }
@@ -72,21 +80,35 @@ async fn serve(shared: &Shared, req: Request<Incoming>) -> Option<SimResponse> {
     match req.uri().path() {
         "/_sim/ledger" => return Some(json_response(&shared.state.ledger())),
         "/_sim/requests" => return Some(json_response(&shared.state.records())),
-        "/_sim/faults" if req.method() == Method::PUT => return Some(set_faults(shared, req).await),
+        "/_sim/faults" if req.method() == Method::PUT => {
+            return Some(set_faults(shared, req).await);
+        }
         _ => {}
     }
     let method = req.method().as_str().to_owned();
     let (parts, body) = req.into_parts();
     let body = match Limited::new(body, MAX_BODY).collect().await {
         Ok(b) => b.to_bytes(),
-        Err(_) => return Some(error(Format::Json, &refusal(413, "RequestBodyTooLarge", "the body is over 1 MiB"))),
+        Err(_) => {
+            return Some(error(
+                Format::Json,
+                &refusal(413, "RequestBodyTooLarge", "the body is over 1 MiB"),
+            ));
+        }
     };
     let is_form = parts
         .headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.to_ascii_lowercase().starts_with("application/x-www-form-urlencoded"));
-    let body_str = if is_form { std::str::from_utf8(&body).ok() } else { None };
+        .is_some_and(|v| {
+            v.to_ascii_lowercase()
+                .starts_with("application/x-www-form-urlencoded")
+        });
+    let body_str = if is_form {
+        std::str::from_utf8(&body).ok()
+    } else {
+        None
+    };
     let params = match Params::parse(parts.uri.query(), body_str) {
         Ok(p) => p,
         Err(e) => {
@@ -96,15 +118,29 @@ async fn serve(shared: &Shared, req: Request<Incoming>) -> Option<SimResponse> {
         }
     };
     let format = Format::from_param(params.get("Format"));
-    let auth = match shared.state.authenticate(&method, &params, SystemTime::now()) {
+    let auth = match shared
+        .state
+        .authenticate(&method, &params, SystemTime::now())
+    {
         Ok(a) => a,
         Err(r) => {
             let p = |k| params.get(k).unwrap_or("");
-            shared.state.record(record(p("Action"), p("AccessKeyId"), params.get("ClientToken"), p("SignatureNonce"), None, &r));
+            shared.state.record(record(
+                p("Action"),
+                p("AccessKeyId"),
+                params.get("ClientToken"),
+                p("SignatureNonce"),
+                None,
+                &r,
+            ));
             return Some(error(format, &r));
         }
     };
-    let fault = shared.faults.lock().unwrap_or_else(|p| p.into_inner()).next(&auth.action);
+    let fault = shared
+        .faults
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .next(&auth.action);
     let rec = |result: String| RequestRecord {
         seq: 0,
         action: auth.action.clone(),
@@ -116,16 +152,29 @@ async fn serve(shared: &Shared, req: Request<Incoming>) -> Option<SimResponse> {
     };
     // Faults that refuse before acting.
     let before = match fault {
-        Fault::Unavailable => Some(refusal(503, "ServiceUnavailable", "The request has failed due to a temporary failure of the server.")),
-        Fault::Throttle(_) => Some(refusal(400, "Throttling", "Request was denied due to flow control.")),
-        Fault::ThrottleNoHint => Some(refusal(400, "Throttling.User", "Request was denied due to user flow control.")),
+        Fault::Unavailable => Some(refusal(
+            503,
+            "ServiceUnavailable",
+            "The request has failed due to a temporary failure of the server.",
+        )),
+        Fault::Throttle(_) => Some(refusal(
+            400,
+            "Throttling",
+            "Request was denied due to flow control.",
+        )),
+        Fault::ThrottleNoHint => Some(refusal(
+            400,
+            "Throttling.User",
+            "Request was denied due to user flow control.",
+        )),
         _ => None,
     };
     if let Some(r) = before {
         shared.state.record(rec(format!("rejected:{}", r.code)));
         let mut resp = error(format, &r);
         if let Fault::Throttle(ms) = fault {
-            resp.headers_mut().insert("x-acs-retry-after", HeaderValue::from(ms));
+            resp.headers_mut()
+                .insert("x-acs-retry-after", HeaderValue::from(ms));
         }
         return Some(resp);
     }
@@ -136,10 +185,21 @@ async fn serve(shared: &Shared, req: Request<Incoming>) -> Option<SimResponse> {
             return Some(error(format, &r));
         }
     };
-    shared.state.record(rec(if replayed { "replayed".into() } else { "executed".into() }));
+    shared.state.record(rec(if replayed {
+        "replayed".into()
+    } else {
+        "executed".into()
+    }));
     match fault {
         Fault::ResetAfter => None,
-        Fault::InternalAfter => Some(error(format, &refusal(500, "InternalError", "The request processing has failed due to some unknown error."))),
+        Fault::InternalAfter => Some(error(
+            format,
+            &refusal(
+                500,
+                "InternalError",
+                "The request processing has failed due to some unknown error.",
+            ),
+        )),
         Fault::SlowAfter(ms) => {
             tokio::time::sleep(Duration::from_millis(ms)).await;
             Some(success(&auth.action, result, format))
@@ -151,7 +211,12 @@ async fn serve(shared: &Shared, req: Request<Incoming>) -> Option<SimResponse> {
 async fn set_faults(shared: &Shared, req: Request<Incoming>) -> SimResponse {
     let body = match Limited::new(req.into_body(), 64 * 1024).collect().await {
         Ok(b) => b.to_bytes(),
-        Err(_) => return error(Format::Json, &refusal(413, "RequestBodyTooLarge", "fault spec over 64 KiB")),
+        Err(_) => {
+            return error(
+                Format::Json,
+                &refusal(413, "RequestBodyTooLarge", "fault spec over 64 KiB"),
+            );
+        }
     };
     let spec = String::from_utf8_lossy(&body);
     match FaultPlan::parse(&spec) {
@@ -159,15 +224,29 @@ async fn set_faults(shared: &Shared, req: Request<Incoming>) -> SimResponse {
             *shared.faults.lock().unwrap_or_else(|p| p.into_inner()) = plan;
             json_response(&serde_json::json!({"ok": true}))
         }
-        Err(e) => error(Format::Json, &refusal(400, "InvalidFaultSpec", &e.to_string())),
+        Err(e) => error(
+            Format::Json,
+            &refusal(400, "InvalidFaultSpec", &e.to_string()),
+        ),
     }
 }
 
 fn refusal(status: u16, code: &'static str, message: &str) -> Refusal {
-    Refusal { status, code, message: message.to_owned() }
+    Refusal {
+        status,
+        code,
+        message: message.to_owned(),
+    }
 }
 
-fn record(action: &str, key: &str, token: Option<&str>, nonce: &str, fault: Option<String>, r: &Refusal) -> RequestRecord {
+fn record(
+    action: &str,
+    key: &str,
+    token: Option<&str>,
+    nonce: &str,
+    fault: Option<String>,
+    r: &Refusal,
+) -> RequestRecord {
     RequestRecord {
         seq: 0,
         action: action.to_owned(),
@@ -187,7 +266,10 @@ fn respond(status: u16, format: Format, body: String, request_id: &str) -> SimRe
     let mut resp = Response::new(Full::new(Bytes::from(body)));
     *resp.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let h = resp.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(format.content_type()));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(format.content_type()),
+    );
     if let Ok(v) = HeaderValue::from_str(request_id) {
         h.insert("x-acs-request-id", v);
     }
@@ -196,7 +278,13 @@ fn respond(status: u16, format: Format, body: String, request_id: &str) -> SimRe
 
 fn error(format: Format, r: &Refusal) -> SimResponse {
     let id = request_id();
-    let body = ApiError { request_id: &id, host_id: "gpdb.aliyuncs.com", code: r.code, message: &r.message }.render(format);
+    let body = ApiError {
+        request_id: &id,
+        host_id: "gpdb.aliyuncs.com",
+        code: r.code,
+        message: &r.message,
+    }
+    .render(format);
     respond(r.status, format, body, &id)
 }
 
@@ -205,11 +293,15 @@ fn success(action: &str, mut result: Value, format: Format) -> SimResponse {
     if let Value::Object(m) = &mut result {
         m.insert("RequestId".into(), Value::String(id.clone()));
     }
-    respond(200, format, render_value(&format!("{action}Response"), &result, format), &id)
+    respond(
+        200,
+        format,
+        render_value(&format!("{action}Response"), &result, format),
+        &id,
+    )
 }
 
 fn json_response<T: serde::Serialize>(v: &T) -> SimResponse {
     let body = serde_json::to_string(v).unwrap_or_else(|_| "{}".into());
     respond(200, Format::Json, body, &request_id())
 }
-

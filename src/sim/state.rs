@@ -40,7 +40,11 @@ pub struct Refusal {
 }
 
 fn refuse(status: u16, code: &'static str, message: impl Into<String>) -> Refusal {
-    Refusal { status, code, message: message.into() }
+    Refusal {
+        status,
+        code,
+        message: message.into(),
+    }
 }
 
 /// A request that passed authentication.
@@ -128,14 +132,22 @@ pub struct SimState {
 
 impl std::fmt::Debug for SimState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SimState").field("keys", &self.keys.len()).field("window", &self.window).finish()
+        f.debug_struct("SimState")
+            .field("keys", &self.keys.len())
+            .field("window", &self.window)
+            .finish()
     }
 }
 
 impl SimState {
     /// A fresh simulator with these keys and timestamp window.
     pub fn new(keys: HashMap<String, Secret>, window: Duration) -> Self {
-        SimState { keys, window, classifier: Classifier::default(), inner: Mutex::new(Inner::default()) }
+        SimState {
+            keys,
+            window,
+            classifier: Classifier::default(),
+            inner: Mutex::new(Inner::default()),
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -145,39 +157,99 @@ impl SimState {
     }
 
     /// Checks signature, timestamp and nonce as the API does.
-    pub fn authenticate(&self, method: &str, params: &Params, now: SystemTime) -> Result<Authenticated, Refusal> {
-        for p in ["AccessKeyId", "Signature", "SignatureNonce", "Timestamp", "SignatureMethod", "SignatureVersion"] {
+    pub fn authenticate(
+        &self,
+        method: &str,
+        params: &Params,
+        now: SystemTime,
+    ) -> Result<Authenticated, Refusal> {
+        for p in [
+            "AccessKeyId",
+            "Signature",
+            "SignatureNonce",
+            "Timestamp",
+            "SignatureMethod",
+            "SignatureVersion",
+        ] {
             if params.get(p).is_none() {
-                return Err(refuse(400, "MissingParameter", format!("The input parameter \"{p}\" that is mandatory for processing this request is not supplied.")));
+                return Err(refuse(
+                    400,
+                    "MissingParameter",
+                    format!(
+                        "The input parameter \"{p}\" that is mandatory for processing this request is not supplied."
+                    ),
+                ));
             }
         }
         let key_id = params.get("AccessKeyId").unwrap_or_default().to_owned();
-        let secret = self.keys.get(&key_id).ok_or_else(|| refuse(404, "InvalidAccessKeyId.NotFound", "Specified access key is not found."))?;
-        if params.get("SignatureMethod") != Some("HMAC-SHA1") || params.get("SignatureVersion") != Some("1.0") {
-            return Err(refuse(400, "IncompleteSignature", "The request signature does not conform to Aliyun standards."));
+        let secret = self.keys.get(&key_id).ok_or_else(|| {
+            refuse(
+                404,
+                "InvalidAccessKeyId.NotFound",
+                "Specified access key is not found.",
+            )
+        })?;
+        if params.get("SignatureMethod") != Some("HMAC-SHA1")
+            || params.get("SignatureVersion") != Some("1.0")
+        {
+            return Err(refuse(
+                400,
+                "IncompleteSignature",
+                "The request signature does not conform to Aliyun standards.",
+            ));
         }
         v1::verify_params(secret, method, params).map_err(|sts| {
             refuse(400, "SignatureDoesNotMatch", format!("Specified signature is not matched with our calculation. server string to sign is:{sts}"))
         })?;
-        let ts = params.get("Timestamp").and_then(parse_timestamp).ok_or_else(|| {
-            refuse(400, "InvalidTimeStamp.Format", "Specified time stamp or date value is not well formatted.")
-        })?;
+        let ts = params
+            .get("Timestamp")
+            .and_then(parse_timestamp)
+            .ok_or_else(|| {
+                refuse(
+                    400,
+                    "InvalidTimeStamp.Format",
+                    "Specified time stamp or date value is not well formatted.",
+                )
+            })?;
         if skew(ts, now) > self.window {
-            return Err(refuse(400, "InvalidTimeStamp.Expired", "Specified time stamp or date value is expired."));
+            return Err(refuse(
+                400,
+                "InvalidTimeStamp.Expired",
+                "Specified time stamp or date value is expired.",
+            ));
         }
         let nonce = params.get("SignatureNonce").unwrap_or_default().to_owned();
         let mut inner = self.lock();
         if inner.nonces.len() > 200_000 {
             let window = self.window;
-            inner.nonces.retain(|_, seen| skew(*seen, now) <= window * 2);
+            inner
+                .nonces
+                .retain(|_, seen| skew(*seen, now) <= window * 2);
         }
-        if inner.nonces.insert(format!("{key_id}\n{nonce}"), now).is_some() {
-            return Err(refuse(400, "SignatureNonceUsed", "Specified signature nonce was used already."));
+        if inner
+            .nonces
+            .insert(format!("{key_id}\n{nonce}"), now)
+            .is_some()
+        {
+            return Err(refuse(
+                400,
+                "SignatureNonceUsed",
+                "Specified signature nonce was used already.",
+            ));
         }
         let Some(action) = params.get("Action") else {
-            return Err(refuse(400, "MissingParameter", "The input parameter \"Action\" that is mandatory for processing this request is not supplied."));
+            return Err(refuse(
+                400,
+                "MissingParameter",
+                "The input parameter \"Action\" that is mandatory for processing this request is not supplied.",
+            ));
         };
-        Ok(Authenticated { action: action.to_owned(), key_id, token: params.get("ClientToken").map(str::to_owned), nonce })
+        Ok(Authenticated {
+            action: action.to_owned(),
+            key_id,
+            token: params.get("ClientToken").map(str::to_owned),
+            nonce,
+        })
     }
 
     /// Runs the call (or replays it by ClientToken) and returns the result body without
@@ -187,12 +259,20 @@ impl SimState {
         let mut inner = self.lock();
         if let Some(token) = &auth.token {
             if token.len() > 64 || !token.is_ascii() {
-                return Err(refuse(400, "InvalidClientToken.Malformed", "The specified ClientToken is not valid."));
+                return Err(refuse(
+                    400,
+                    "InvalidClientToken.Malformed",
+                    "The specified ClientToken is not valid.",
+                ));
             }
             let key = (auth.key_id.clone(), token.clone());
             if let Some(entry) = inner.tokens.get(&key) {
                 if entry.fingerprint != fingerprint {
-                    return Err(refuse(400, "IdempotentParameterMismatch", "The specified parameter has changed while using an already used clientToken."));
+                    return Err(refuse(
+                        400,
+                        "IdempotentParameterMismatch",
+                        "The specified parameter has changed while using an already used clientToken.",
+                    ));
                 }
                 let result = entry.result.clone();
                 inner.replays += 1;
@@ -200,12 +280,25 @@ impl SimState {
             }
         }
         let result = self.act(&mut inner, &auth.action, params)?;
-        if self.classifier.classify(params.get("Version").unwrap_or(""), &auth.action) != ActionClass::ReadOnly {
-            let slot = inner.ops.entry(fingerprint.clone()).or_insert_with(|| (auth.action.clone(), 0));
+        if self
+            .classifier
+            .classify(params.get("Version").unwrap_or(""), &auth.action)
+            != ActionClass::ReadOnly
+        {
+            let slot = inner
+                .ops
+                .entry(fingerprint.clone())
+                .or_insert_with(|| (auth.action.clone(), 0));
             slot.1 += 1;
         }
         if let Some(token) = &auth.token {
-            inner.tokens.insert((auth.key_id.clone(), token.clone()), TokenEntry { fingerprint, result: result.clone() });
+            inner.tokens.insert(
+                (auth.key_id.clone(), token.clone()),
+                TokenEntry {
+                    fingerprint,
+                    result: result.clone(),
+                },
+            );
         }
         Ok((result, false))
     }
@@ -229,11 +322,19 @@ impl SimState {
             }
             "DeleteDBInstance" => match inner.instances.remove(&p("DBInstanceId")) {
                 Some(_) => Ok(json!({})),
-                None => Err(refuse(404, "InvalidDBInstanceId.NotFound", "The specified instance is not found.")),
+                None => Err(refuse(
+                    404,
+                    "InvalidDBInstanceId.NotFound",
+                    "The specified instance is not found.",
+                )),
             },
             "DescribeDBInstanceAttribute" => match inner.instances.get(&p("DBInstanceId")) {
                 Some(i) => Ok(json!({"Items": {"DBInstanceAttribute": [i]}})),
-                None => Err(refuse(404, "InvalidDBInstanceId.NotFound", "The specified instance is not found.")),
+                None => Err(refuse(
+                    404,
+                    "InvalidDBInstanceId.NotFound",
+                    "The specified instance is not found.",
+                )),
             },
             "DescribeDBInstances" => {
                 let items: Vec<Value> = inner.instances.values().cloned().collect();
@@ -267,7 +368,11 @@ impl SimState {
         let operations: Vec<LedgerEntry> = inner
             .ops
             .iter()
-            .map(|(key, (action, count))| LedgerEntry { action: action.clone(), key: key.clone(), count: *count })
+            .map(|(key, (action, count))| LedgerEntry {
+                action: action.clone(),
+                key: key.clone(),
+                count: *count,
+            })
             .collect();
         Ledger {
             requests: inner.requests,
@@ -294,11 +399,21 @@ mod tests {
     use crate::api::rpc_client::{Placement, V1Call};
 
     fn state() -> SimState {
-        SimState::new(HashMap::from([("ak".to_owned(), Secret::new("sk".into()))]), Duration::from_secs(900))
+        SimState::new(
+            HashMap::from([("ak".to_owned(), Secret::new("sk".into()))]),
+            Duration::from_secs(900),
+        )
     }
 
     fn signed(call: &V1Call, nonce: &str, now: SystemTime) -> Params {
-        let s = call.sign("ak", &Secret::new("sk".into()), "POST", Placement::Query, now, nonce);
+        let s = call.sign(
+            "ak",
+            &Secret::new("sk".into()),
+            "POST",
+            Placement::Query,
+            now,
+            nonce,
+        );
         Params::parse(Some(&s.query), None).unwrap()
     }
 
@@ -306,7 +421,10 @@ mod tests {
     fn token_replays_and_mismatches() {
         let st = state();
         let now = SystemTime::now();
-        let call = V1Call::gpdb("CreateDBInstance", &[("ClientToken", "t1"), ("DBInstanceDescription", "a")]);
+        let call = V1Call::gpdb(
+            "CreateDBInstance",
+            &[("ClientToken", "t1"), ("DBInstanceDescription", "a")],
+        );
         let p = signed(&call, "n1", now);
         let a = st.authenticate("POST", &p, now).unwrap();
         let (first, replayed) = st.execute(&a, &p).unwrap();
@@ -316,10 +434,16 @@ mod tests {
         let (second, replayed) = st.execute(&a2, &p2).unwrap();
         assert!(replayed);
         assert_eq!(first, second);
-        let other = V1Call::gpdb("CreateDBInstance", &[("ClientToken", "t1"), ("DBInstanceDescription", "b")]);
+        let other = V1Call::gpdb(
+            "CreateDBInstance",
+            &[("ClientToken", "t1"), ("DBInstanceDescription", "b")],
+        );
         let p3 = signed(&other, "n3", now);
         let a3 = st.authenticate("POST", &p3, now).unwrap();
-        assert_eq!(st.execute(&a3, &p3).unwrap_err().code, "IdempotentParameterMismatch");
+        assert_eq!(
+            st.execute(&a3, &p3).unwrap_err().code,
+            "IdempotentParameterMismatch"
+        );
         let l = st.ledger();
         assert_eq!((l.executions, l.replays, l.duplicates), (1, 1, 0));
     }
@@ -331,11 +455,20 @@ mod tests {
         let call = V1Call::gpdb("DescribeDBInstances", &[]);
         let p = signed(&call, "n1", now);
         st.authenticate("POST", &p, now).unwrap();
-        assert_eq!(st.authenticate("POST", &p, now).unwrap_err().code, "SignatureNonceUsed");
+        assert_eq!(
+            st.authenticate("POST", &p, now).unwrap_err().code,
+            "SignatureNonceUsed"
+        );
         let old = signed(&call, "n2", now - Duration::from_secs(16 * 60));
-        assert_eq!(st.authenticate("POST", &old, now).unwrap_err().code, "InvalidTimeStamp.Expired");
+        assert_eq!(
+            st.authenticate("POST", &old, now).unwrap_err().code,
+            "InvalidTimeStamp.Expired"
+        );
         let p = signed(&call, "n3", now);
-        assert_eq!(st.authenticate("GET", &p, now).unwrap_err().code, "SignatureDoesNotMatch");
+        assert_eq!(
+            st.authenticate("GET", &p, now).unwrap_err().code,
+            "SignatureDoesNotMatch"
+        );
         let mut p = signed(&call, "n4", now);
         p.set("AccessKeyId", "nobody", crate::api::params::Place::Query);
         assert_eq!(st.authenticate("POST", &p, now).unwrap_err().status, 404);

@@ -27,7 +27,10 @@ const ERROR_BODY_LIMIT: usize = 256 * 1024;
 
 /// What one attempt produced.
 enum Attempt {
-    Response { resp: Response<ProxyBody>, code: Option<String> },
+    Response {
+        resp: Response<ProxyBody>,
+        code: Option<String>,
+    },
     NotSent(String),
     Lost(String),
     TimedOut,
@@ -45,11 +48,17 @@ pub(super) async fn execute(cfg: &Config, client: &HttpClient, call: Call) -> Re
     let r = &cfg.retry;
     let deadline = Instant::now() + r.deadline;
     let safety = call.safety();
-    let mut report = Report { attempts: 0, waited: Duration::ZERO, stopped: None };
+    let mut report = Report {
+        attempts: 0,
+        waited: Duration::ZERO,
+        stopped: None,
+    };
     let (mut throttles, mut others) = (0u32, 0u32);
     loop {
         report.attempts += 1;
-        let per_try = r.per_try_timeout.min(deadline.saturating_duration_since(Instant::now()));
+        let per_try = r
+            .per_try_timeout
+            .min(deadline.saturating_duration_since(Instant::now()));
         let req = build_attempt(&call, SystemTime::now());
         let attempt = match tokio::time::timeout(per_try, send(client, req)).await {
             Ok(a) => a,
@@ -73,7 +82,11 @@ pub(super) async fn execute(cfg: &Config, client: &HttpClient, call: Call) -> Re
             None if reason.is_throttle() => r.throttle_backoff.delay(throttles, rand::random()),
             None => r.backoff.delay(others, rand::random()),
         };
-        if reason.is_throttle() { throttles += 1 } else { others += 1 }
+        if reason.is_throttle() {
+            throttles += 1
+        } else {
+            others += 1
+        }
         if Instant::now() + wait >= deadline {
             report.stopped = Some("deadline");
             return finish(&call, attempt, report);
@@ -107,11 +120,25 @@ fn build_attempt(call: &Call, now: SystemTime) -> Request<ProxyBody> {
     let mut params = call.params.clone();
     let nonce = uuid::Uuid::new_v4().to_string();
     let place = call.params.place_of(v1::SIGNATURE).unwrap_or(Place::Query);
-    v1::resign(&mut params, call.method.as_str(), &call.secret, &nonce, &format_timestamp(now), place);
+    v1::resign(
+        &mut params,
+        call.method.as_str(),
+        &call.secret,
+        &nonce,
+        &format_timestamp(now),
+        place,
+    );
     let query = params.encode(Place::Query);
-    let body = if call.body_is_form { Bytes::from(params.encode(Place::Body)) } else { call.raw_body.clone() };
+    let body = if call.body_is_form {
+        Bytes::from(params.encode(Place::Body))
+    } else {
+        call.raw_body.clone()
+    };
     let sep = if query.is_empty() { "" } else { "?" };
-    let uri = format!("{}://{}{}{sep}{query}", call.scheme, call.target.authority, call.path);
+    let uri = format!(
+        "{}://{}{}{sep}{query}",
+        call.scheme, call.target.authority, call.path
+    );
     let mut req = Request::new(full(body.clone()));
     *req.method_mut() = call.method.clone();
     *req.headers_mut() = call.headers.clone();
@@ -142,14 +169,23 @@ async fn send(client: &HttpClient, req: Request<ProxyBody>) -> Attempt {
     let (mut parts, body) = resp.into_parts();
     strip_hop_by_hop(&mut parts.headers);
     if parts.status.as_u16() < 400 {
-        return Attempt::Response { resp: Response::from_parts(parts, boxed(body)), code: None };
+        return Attempt::Response {
+            resp: Response::from_parts(parts, boxed(body)),
+            code: None,
+        };
     }
     match buffer_up_to(body, ERROR_BODY_LIMIT).await {
         Ok(Buffered::Complete(bytes)) => {
             let code = extract_code(&bytes);
-            Attempt::Response { resp: Response::from_parts(parts, full(bytes)), code }
+            Attempt::Response {
+                resp: Response::from_parts(parts, full(bytes)),
+                code,
+            }
         }
-        Ok(Buffered::TooLarge(rest)) => Attempt::Response { resp: Response::from_parts(parts, rest), code: None },
+        Ok(Buffered::TooLarge(rest)) => Attempt::Response {
+            resp: Response::from_parts(parts, rest),
+            code: None,
+        },
         Err(e) => Attempt::Lost(e.to_string()),
     }
 }
@@ -172,11 +208,32 @@ fn finish(call: &Call, attempt: Attempt, report: Report) -> Response<ProxyBody> 
             let s = resp.status().as_u16().to_string();
             (resp, s)
         }
-        Attempt::NotSent(e) => (no_response(call, StatusCode::BAD_GATEWAY, "Idemproxy.UpstreamConnectFailed",
-            format!("could not connect to the API after {} attempt(s); nothing was sent: {e}", report.attempts)), "connect-failed".into()),
+        Attempt::NotSent(e) => (
+            no_response(
+                call,
+                StatusCode::BAD_GATEWAY,
+                "Idemproxy.UpstreamConnectFailed",
+                format!(
+                    "could not connect to the API after {} attempt(s); nothing was sent: {e}",
+                    report.attempts
+                ),
+            ),
+            "connect-failed".into(),
+        ),
         Attempt::Lost(e) => (lost(call, &report, &e), "lost".into()),
-        Attempt::TimedOut => (no_response(call, StatusCode::GATEWAY_TIMEOUT, "Idemproxy.UpstreamTimeout",
-            format!("no response from the API within the time allowed, after {} attempt(s){}", report.attempts, may_have_run(call))), "timeout".into()),
+        Attempt::TimedOut => (
+            no_response(
+                call,
+                StatusCode::GATEWAY_TIMEOUT,
+                "Idemproxy.UpstreamTimeout",
+                format!(
+                    "no response from the API within the time allowed, after {} attempt(s){}",
+                    report.attempts,
+                    may_have_run(call)
+                ),
+            ),
+            "timeout".into(),
+        ),
     };
     tracing::info!(
         action = %call.action,
@@ -190,10 +247,23 @@ fn finish(call: &Call, attempt: Attempt, report: Report) -> Response<ProxyBody> 
     );
     let h = resp.headers_mut();
     h.insert(response::ATTEMPTS, HeaderValue::from(report.attempts));
-    h.insert(response::TOKEN, HeaderValue::from_static(call.token.label()));
-    h.insert(response::WAIT_MS, HeaderValue::from(report.waited.as_millis() as u64));
-    h.insert(response::CLASS, HeaderValue::from_static(call.class.label()));
-    if let Some(t) = call.token_value.as_deref().filter(|_| call.token != TokenSource::None) {
+    h.insert(
+        response::TOKEN,
+        HeaderValue::from_static(call.token.label()),
+    );
+    h.insert(
+        response::WAIT_MS,
+        HeaderValue::from(report.waited.as_millis() as u64),
+    );
+    h.insert(
+        response::CLASS,
+        HeaderValue::from_static(call.class.label()),
+    );
+    if let Some(t) = call
+        .token_value
+        .as_deref()
+        .filter(|_| call.token != TokenSource::None)
+    {
         if let Ok(v) = HeaderValue::from_str(t) {
             h.insert(response::CLIENT_TOKEN, v);
         }
@@ -206,8 +276,12 @@ fn finish(call: &Call, attempt: Attempt, report: Report) -> Response<ProxyBody> 
 
 fn may_have_run(call: &Call) -> &'static str {
     match call.safety() {
-        Safety::Unsafe => "; the action has no ClientToken support, so it was not retried and may or may not have run",
-        Safety::TokenProtected => "; the call carried a ClientToken, so re-sending it with the same token cannot run it twice",
+        Safety::Unsafe => {
+            "; the action has no ClientToken support, so it was not retried and may or may not have run"
+        }
+        Safety::TokenProtected => {
+            "; the call carried a ClientToken, so re-sending it with the same token cannot run it twice"
+        }
         Safety::ReadOnly => "",
     }
 }
@@ -217,10 +291,21 @@ fn lost(call: &Call, report: &Report, e: &str) -> Response<ProxyBody> {
         call,
         StatusCode::BAD_GATEWAY,
         "Idemproxy.ResponseLost",
-        format!("the connection failed after the request was sent, after {} attempt(s): {e}{}", report.attempts, may_have_run(call)),
+        format!(
+            "the connection failed after the request was sent, after {} attempt(s): {e}{}",
+            report.attempts,
+            may_have_run(call)
+        ),
     )
 }
 
-fn no_response(call: &Call, status: StatusCode, code: &'static str, message: String) -> Response<ProxyBody> {
-    ProxyError::new(status, code, message).host(&call.target.host).into_response()
+fn no_response(
+    call: &Call,
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+) -> Response<ProxyBody> {
+    ProxyError::new(status, code, message)
+        .host(&call.target.host)
+        .into_response()
 }

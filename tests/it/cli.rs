@@ -1,0 +1,81 @@
+//! The binary: check-config and the offline demo.
+
+use std::process::Command;
+
+const BIN: &str = env!("CARGO_BIN_EXE_idemproxy");
+
+#[test]
+fn check_config_accepts_the_example() {
+    let out = Command::new(BIN)
+        .args([
+            "check-config",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/config/idemproxy.toml"),
+        ])
+        .env("ALIBABA_CLOUD_ACCESS_KEY_SECRET", "x")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains(": ok"));
+}
+
+#[test]
+fn check_config_names_the_bad_key_and_exits_64() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("bad.toml");
+    std::fs::write(&file, "[retry]\nmax_atempts = 3\n").unwrap();
+    let out = Command::new(BIN)
+        .arg("check-config")
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("retry") && err.contains("max_atempts"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_missing_config_file_is_a_clear_error() {
+    let out = Command::new(BIN)
+        .args(["--config", "/nonexistent/idemproxy.toml"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read config file"));
+}
+
+#[test]
+fn the_demo_runs_offline_and_reports_no_duplicates() {
+    let out = Command::new(BIN).arg("demo").output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("through idemproxy: 6 calls"), "{stdout}");
+    assert!(stdout.contains("duplicates = 0"), "{stdout}");
+    // The naive baseline shows what the proxy prevents.
+    assert!(stdout.contains("naive client"), "{stdout}");
+}
+
+#[test]
+fn simulate_refuses_bad_faults_and_keys() {
+    let out = Command::new(BIN)
+        .args(["simulate", "--faults", "Create=boom"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown fault"));
+    let out = Command::new(BIN)
+        .args(["simulate", "--keys", "idonly"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64));
+}
