@@ -7,3 +7,4 @@ pub mod params;
 pub mod rpc_client;
 pub mod time;
 pub mod v1;
+pub mod v3;

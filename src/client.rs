@@ -114,6 +114,37 @@ pub async fn send_v1(
     send(route, b.body(Full::new(body))?, timeout).await
 }
 
+/// Signs `call` with V3 like the Tea SDK (signing `host` as `host`) and sends it.
+pub async fn send_v3(
+    route: Route,
+    host: &str,
+    signer: &Signer,
+    call: &V1Call,
+    timeout: Duration,
+) -> Result<Reply, ClientError> {
+    let nonce = uuid::Uuid::new_v4().simple().to_string();
+    let signed = call.sign_v3(
+        &signer.key_id,
+        &signer.secret,
+        host,
+        SystemTime::now(),
+        &nonce,
+    );
+    let pq = if signed.query.is_empty() {
+        "/".to_owned()
+    } else {
+        format!("/?{}", signed.query)
+    };
+    let mut b = Request::post(match route {
+        Route::Proxy(_) => format!("http://{host}{pq}"),
+        Route::Direct(_) => pq,
+    });
+    for (k, v) in &signed.headers {
+        b = b.header(k.as_str(), v.as_str());
+    }
+    send(route, b.body(Full::new(Bytes::new()))?, timeout).await
+}
+
 /// Sends a prepared request over a new connection.
 pub async fn send(
     route: Route,

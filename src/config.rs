@@ -64,6 +64,28 @@ pub struct Config {
     pub classifier: Classifier,
     /// `[log]`
     pub log: LogSettings,
+    /// `[tls]`: the local CA for intercepting `CONNECT` to API hosts, if configured.
+    pub tls: Option<TlsSettings>,
+}
+
+/// `[tls]`
+#[derive(Debug, Clone)]
+pub struct TlsSettings {
+    /// The CA certificate (PEM).
+    pub ca_cert: PathBuf,
+    /// The CA private key (PEM).
+    pub ca_key: PathBuf,
+    /// How many hosts' leaf certificates are kept in memory.
+    pub leaf_cache: usize,
+}
+
+/// What `CONNECT` to a host that is not an API host gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectOther {
+    /// A blind TCP tunnel.
+    Tunnel,
+    /// A 403 refusal.
+    Refuse,
 }
 
 /// `[proxy]`
@@ -75,6 +97,8 @@ pub struct ProxySettings {
     pub gateway_upstream: Option<String>,
     /// Request bodies up to this size are buffered and can be retried; larger ones go once.
     pub max_replay_body: usize,
+    /// `CONNECT` to hosts that are not API hosts.
+    pub connect_other: ConnectOther,
 }
 
 /// `[retry]`
@@ -260,7 +284,22 @@ fn validate(
             listen,
             gateway_upstream: raw.proxy.gateway_upstream,
             max_replay_body,
+            connect_other: match raw.proxy.connect_other.as_str() {
+                "tunnel" => ConnectOther::Tunnel,
+                "refuse" => ConnectOther::Refuse,
+                other => {
+                    return Err(invalid(
+                        "proxy.connect_other",
+                        format!("{other:?} is not \"tunnel\" or \"refuse\""),
+                    ));
+                }
+            },
         },
+        tls: raw.tls.map(|t| TlsSettings {
+            ca_cert: base.join(t.ca_cert),
+            ca_key: base.join(t.ca_key),
+            leaf_cache: t.leaf_cache,
+        }),
         retry: retry(&raw.retry)?,
         upstreams,
         credentials: credentials(&raw.credentials, env)?,

@@ -23,5 +23,6 @@ pub mod retry;
 pub mod secret;
 pub mod sim;
 pub mod telemetry;
+pub mod tls;
 
 pub use config::Config;

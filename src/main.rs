@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use idemproxy::tls::ca;
 use idemproxy::{config, demo, proxy, sim, telemetry};
 
 /// A proxy that makes Alibaba Cloud OpenAPI retries safe for tools that were never written
@@ -52,9 +53,42 @@ enum Command {
         /// Accepted Timestamp skew.
         #[arg(long, default_value = "15m")]
         window: humantime::Duration,
+        /// Serve HTTPS with this certificate (PEM; with --tls-key).
+        #[arg(long, requires = "tls_key", conflicts_with = "tls_from_ca")]
+        tls_cert: Option<PathBuf>,
+        /// The private key for --tls-cert (PEM).
+        #[arg(long, requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
+        /// Serve HTTPS with a leaf minted from the CA in this folder (ca.pem, ca-key.pem).
+        #[arg(long)]
+        tls_from_ca: Option<PathBuf>,
+        /// Names for the minted leaf (with --tls-from-ca). Repeatable.
+        #[arg(long = "tls-host", default_value = "gpdb.aliyuncs.com")]
+        tls_host: Vec<String>,
     },
     /// Run the offline demo: simulator + proxy + a faulty workload, and print what happened.
     Demo,
+    /// Manage the local CA used to intercept HTTPS (CONNECT) to API hosts.
+    Ca {
+        #[command(subcommand)]
+        command: CaCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum CaCommand {
+    /// Create a CA certificate and key (ca.pem, ca-key.pem with mode 0600).
+    Init {
+        /// Folder to write into.
+        #[arg(long, default_value = "certs")]
+        dir: PathBuf,
+        /// Overwrite an existing CA.
+        #[arg(long)]
+        force: bool,
+        /// DNS suffixes the CA may vouch for (X.509 Name Constraints). Repeatable.
+        #[arg(long = "permit", default_value = "aliyuncs.com")]
+        permit: Vec<String>,
+    },
 }
 
 const EX_USAGE: u8 = 64;
@@ -94,6 +128,11 @@ fn main() -> ExitCode {
     match command {
         Command::CheckConfig { file } => match config::load_file(&file) {
             Ok(c) => {
+                let c = Arc::new(c);
+                if let Err(e) = rt.block_on(async { proxy::prepare(c.clone()).map(|_| ()) }) {
+                    eprintln!("{}: {e}", file.display());
+                    return ExitCode::from(EX_USAGE);
+                }
                 println!(
                     "{}: ok ({} upstream(s), {} credential(s), listen {})",
                     file.display(),
@@ -119,33 +158,51 @@ fn main() -> ExitCode {
             telemetry::init(&cfg.log.level, json_logs || cfg.log.json);
             report(rt.block_on(run_proxy(cfg)))
         }
+        Command::Ca {
+            command: CaCommand::Init { dir, force, permit },
+        } => ca_init(&dir, force, &permit),
         Command::Simulate {
             listen,
             keys,
             faults,
             window,
+            tls_cert,
+            tls_key,
+            tls_from_ca,
+            tls_host,
         } => {
             telemetry::init("info", json_logs);
-            let keys = match sim::parse_keys(&keys) {
-                Ok(k) => k,
-                Err(e) => {
-                    eprintln!("idemproxy simulate: --keys: {e}");
-                    return ExitCode::from(EX_USAGE);
+            let parsed = sim::parse_keys(&keys)
+                .map_err(|e| format!("--keys: {e}"))
+                .and_then(|keys| {
+                    Ok((
+                        keys,
+                        sim::FaultPlan::parse(&faults).map_err(|e| format!("--faults: {e}"))?,
+                    ))
+                })
+                .and_then(|(k, f)| {
+                    Ok((
+                        k,
+                        f,
+                        sim_tls(tls_cert, tls_key, tls_from_ca, &tls_host)
+                            .map_err(|e| format!("{e:#}"))?,
+                    ))
+                });
+            match parsed {
+                Ok((keys, faults, tls)) => {
+                    let cfg = sim::SimConfig {
+                        keys,
+                        faults,
+                        window: Duration::from(window),
+                        tls,
+                    };
+                    report(rt.block_on(run_sim(listen, cfg)))
                 }
-            };
-            let faults = match sim::FaultPlan::parse(&faults) {
-                Ok(f) => f,
                 Err(e) => {
-                    eprintln!("idemproxy simulate: --faults: {e}");
-                    return ExitCode::from(EX_USAGE);
+                    eprintln!("idemproxy simulate: {e}");
+                    ExitCode::from(EX_USAGE)
                 }
-            };
-            let cfg = sim::SimConfig {
-                keys,
-                faults,
-                window: Duration::from(window),
-            };
-            report(rt.block_on(run_sim(listen, cfg)))
+            }
         }
         Command::Demo => {
             telemetry::init("warn", json_logs);
@@ -161,6 +218,71 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+fn ca_init(dir: &std::path::Path, force: bool, permit: &[String]) -> ExitCode {
+    match ca::init_dir(dir, force, permit) {
+        Ok((cert, key)) => {
+            println!("{}", trust_instructions(&cert, &key, permit));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("idemproxy ca init: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn trust_instructions(cert: &std::path::Path, key: &std::path::Path, permit: &[String]) -> String {
+    let c = cert.display();
+    format!(
+        "created {c}\ncreated {} (mode 0600: keep it secret; it never leaves this machine)\n\
+         the CA may only vouch for: {}\n\n\
+         Configure the proxy:\n  [tls]\n  ca_cert = \"{c}\"\n  ca_key = \"{}\"\n\n\
+         Trust the CA in the client (pick what the client reads):\n\
+         \x20 Debian/Ubuntu system store: cp {c} /usr/local/share/ca-certificates/idemproxy.crt && update-ca-certificates\n\
+         \x20 RHEL/Fedora system store:   cp {c} /etc/pki/ca-trust/source/anchors/idemproxy.pem && update-ca-trust\n\
+         \x20 OpenSSL-based tools:        export SSL_CERT_FILE={c}   (replaces the default bundle)\n\
+         \x20 Python requests / certifi:  export REQUESTS_CA_BUNDLE={c}, or append it to $(python -m certifi)\n\
+         \x20 Alibaba Cloud Python Tea SDK: Config(ca=\"{c}\") (SSL_CERT_FILE is ignored through a proxy)\n\
+         \x20 Alibaba Cloud Python legacy SDK: AcsClient(..., verify=\"{c}\") or ALIBABA_CLOUD_CA_BUNDLE={c}\n\
+         \x20 Node.js:                    export NODE_EXTRA_CA_CERTS={c}\n\
+         \x20 Java:                       keytool -importcert -alias idemproxy -file {c} -cacerts -storepass changeit -noprompt\n\
+         \x20 curl:                       curl --proxy-cacert is for the proxy itself; use --cacert {c}",
+        key.display(),
+        permit.join(", "),
+        key.display(),
+    )
+}
+
+fn sim_tls(
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+    from_ca: Option<PathBuf>,
+    hosts: &[String],
+) -> anyhow::Result<Option<Arc<rustls::ServerConfig>>> {
+    if let (Some(cert), Some(key)) = (cert, key) {
+        let cert_pem =
+            std::fs::read(&cert).with_context(|| format!("--tls-cert {}", cert.display()))?;
+        let key_pem =
+            std::fs::read(&key).with_context(|| format!("--tls-key {}", key.display()))?;
+        let certs =
+            rustls_pemfile::certs(&mut cert_pem.as_slice()).collect::<Result<Vec<_>, _>>()?;
+        let key = rustls_pemfile::private_key(&mut key_pem.as_slice())?
+            .ok_or_else(|| anyhow::anyhow!("--tls-key holds no private key"))?;
+        let first = certs
+            .into_iter()
+            .next()
+            .ok_or_else(|| anyhow::anyhow!("--tls-cert holds no certificate"))?;
+        return Ok(Some(ca::server_config(first, key)?));
+    }
+    if let Some(dir) = from_ca {
+        let ca = ca::LocalCa::load(&dir.join(ca::CA_CERT_FILE), &dir.join(ca::CA_KEY_FILE), 1)?;
+        let names: Vec<&str> = hosts.iter().map(String::as_str).collect();
+        let (cert, key) = ca.mint_for(&names)?;
+        return Ok(Some(ca::server_config(cert, key)?));
+    }
+    Ok(None)
 }
 
 fn report(r: anyhow::Result<()>) -> ExitCode {

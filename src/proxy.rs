@@ -7,9 +7,10 @@
 
 pub mod body;
 pub mod call;
+pub mod connect;
 pub mod ingress;
 pub mod response;
 pub mod server;
 pub mod upstream;
 
-pub use server::{ProxyHandle, StartError, bind, start};
+pub use server::{ProxyHandle, StartError, bind, prepare, start};

@@ -1,6 +1,6 @@
 //! The built-in gpdb API simulator: a faithful fake for offline trials and the tests' upstream.
 //!
-//! It verifies V1 signatures with its own keys, enforces the timestamp window (15 minutes by
+//! It verifies V1 and V3 signatures with its own keys, serves plain HTTP or HTTPS, enforces the timestamp window (15 minutes by
 //! default) and refuses reused nonces, honours ClientToken semantics (same token and
 //! parameters: the original result, no second execution; other parameters:
 //! `IdempotentParameterMismatch`), keeps an execution ledger, answers in JSON or XML by
@@ -37,6 +37,8 @@ pub struct SimConfig {
     pub faults: FaultPlan,
     /// Accepted clock skew of `Timestamp`.
     pub window: Duration,
+    /// Serve HTTPS with this config instead of plain HTTP.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl SimConfig {
@@ -46,6 +48,7 @@ impl SimConfig {
             keys: HashMap::from([(id.to_owned(), Secret::new(secret.to_owned()))]),
             faults: FaultPlan::none(),
             window: Duration::from_secs(15 * 60),
+            tls: None,
         }
     }
 }
@@ -75,6 +78,7 @@ pub fn parse_keys(s: &str) -> Result<HashMap<String, Secret>, String> {
 pub(crate) struct Shared {
     pub(crate) state: SimState,
     pub(crate) faults: Mutex<FaultPlan>,
+    pub(crate) tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 /// A running simulator.
@@ -129,6 +133,7 @@ pub fn start(config: SimConfig, listener: TcpListener) -> std::io::Result<SimHan
     let shared = Arc::new(Shared {
         state: SimState::new(config.keys, config.window),
         faults: Mutex::new(config.faults),
+        tls: config.tls,
     });
     let (tx, rx) = watch::channel(false);
     let task = tokio::spawn(server::accept_loop(listener, shared.clone(), rx));

@@ -124,6 +124,14 @@ impl Params {
         self.map.iter().map(|(k, (v, _))| (k.as_str(), v.as_str()))
     }
 
+    /// The parameters that travel in `place`, sorted by name.
+    pub fn iter_in(&self, place: Place) -> impl Iterator<Item = (&str, &str)> {
+        self.map
+            .iter()
+            .filter(move |(_, (_, p))| *p == place)
+            .map(|(k, (v, _))| (k.as_str(), v.as_str()))
+    }
+
     /// Number of parameters.
     pub fn len(&self) -> usize {
         self.map.len()

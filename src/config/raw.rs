@@ -19,6 +19,22 @@ pub struct RawConfig {
     pub classification: RawClassification,
     #[serde(default)]
     pub log: RawLog,
+    #[serde(default)]
+    pub tls: Option<RawTls>,
+}
+
+/// `[tls]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    pub ca_cert: String,
+    pub ca_key: String,
+    #[serde(default = "default_leaf_cache")]
+    pub leaf_cache: usize,
+}
+
+fn default_leaf_cache() -> usize {
+    1000
 }
 
 /// `[proxy]`
@@ -31,6 +47,8 @@ pub struct RawProxy {
     pub gateway_upstream: Option<String>,
     #[serde(default = "default_max_replay_body")]
     pub max_replay_body: u64,
+    #[serde(default = "default_connect_other")]
+    pub connect_other: String,
 }
 
 impl Default for RawProxy {
@@ -39,6 +57,7 @@ impl Default for RawProxy {
             listen: default_listen(),
             gateway_upstream: None,
             max_replay_body: default_max_replay_body(),
+            connect_other: default_connect_other(),
         }
     }
 }
@@ -138,6 +157,9 @@ impl Default for RawLog {
 
 fn default_listen() -> String {
     "127.0.0.1:8080".into()
+}
+fn default_connect_other() -> String {
+    "tunnel".into()
 }
 fn default_max_replay_body() -> u64 {
     1024 * 1024

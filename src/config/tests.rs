@@ -142,3 +142,18 @@ fn host_patterns() {
     assert!(HostPattern::parse("gp*.com").is_err());
     assert!(HostPattern::parse("").is_err());
 }
+
+#[test]
+fn tls_paths_resolve_against_the_config_folder() {
+    let env = HashMap::new();
+    let c = load_str(
+        "[tls]\nca_cert = \"certs/ca.pem\"\nca_key = \"/abs/key.pem\"\n",
+        &env,
+        Path::new("/etc/idemproxy"),
+    )
+    .unwrap();
+    let t = c.tls.unwrap();
+    assert_eq!(t.ca_cert, Path::new("/etc/idemproxy/certs/ca.pem"));
+    assert_eq!(t.ca_key, Path::new("/abs/key.pem"));
+    assert_eq!(c.proxy.connect_other, ConnectOther::Tunnel);
+}

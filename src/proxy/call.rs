@@ -1,11 +1,12 @@
 //! One API call: buffer, parse, verify the caller's signature, classify, settle the token,
 //! then hand over to the attempt loop.
 //!
-//! Whatever the proxy cannot handle safely (unsigned, V3 for now, unknown AccessKeyId, a
+//! Whatever the proxy cannot handle safely (unsigned, unknown AccessKeyId, a
 //! body over the replay limit) goes to the upstream once, untouched, and says so in
 //! `x-idemproxy-passthrough`.
 
 mod attempts;
+mod signature;
 
 use bytes::Bytes;
 use http::request::Parts;
@@ -17,12 +18,11 @@ use super::ingress::{Shared, Target, strip_hop_by_hop};
 use super::response::{self, ProxyError};
 use super::upstream::HttpClient;
 use crate::api::classify::ActionClass;
-use crate::api::error_body::Format;
 use crate::api::params::{Params, Place};
-use crate::api::v1;
 use crate::config::Config;
 use crate::retry::decide::Safety;
 use crate::secret::Secret;
+use signature::{Identity, Signing};
 
 /// Longest ClientToken the API accepts.
 pub const MAX_TOKEN_LEN: usize = 64;
@@ -65,6 +65,7 @@ pub struct Call {
     class: ActionClass,
     token: TokenSource,
     token_value: Option<String>,
+    signing: Signing,
 }
 
 impl Call {
@@ -161,49 +162,26 @@ fn prepare(
     } else {
         None
     };
-    let params = Params::parse(parts.uri.query(), body_str)
+    let mut params = Params::parse(parts.uri.query(), body_str)
         .map_err(|e| bad_request("InvalidParameter", e.to_string()))?;
-    let authz = parts
-        .headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    if authz.starts_with("ACS3-") {
-        return Ok(Prepared::Passthrough("v3-signature-not-supported-yet"));
-    }
-    let (Some(_), Some(key_id)) = (params.get(v1::SIGNATURE), params.get("AccessKeyId")) else {
-        return Ok(Prepared::Passthrough("unsigned"));
+    let v = match signature::identify(cfg, parts, &params, body)? {
+        Identity::Verified(v) => v,
+        Identity::Passthrough(reason) => return Ok(Prepared::Passthrough(reason)),
     };
-    if params.get("SignatureMethod") != Some("HMAC-SHA1")
-        || params.get("SignatureVersion") != Some("1.0")
-    {
-        return Ok(Prepared::Passthrough("unsupported-signature-method"));
-    }
-    let Some(secret) = cfg.credentials.get(key_id) else {
-        return Ok(Prepared::Passthrough("unknown-access-key"));
-    };
-    let format = Format::from_param(params.get("Format"));
-    if let Err(sts) = v1::verify_params(secret, parts.method.as_str(), &params) {
-        return Err(bad_request(
-            "SignatureDoesNotMatch",
-            format!("Specified signature is not matched with our calculation. server string to sign is:{sts}"),
-        )
-        .format(format));
-    }
-    let Some(action) = params.get("Action").map(str::to_owned) else {
-        return Err(bad_request(
-            "MissingParameter",
-            "the input parameter \"Action\" that is mandatory is not supplied",
-        )
-        .format(format));
-    };
-    let class = cfg
-        .classifier
-        .classify(params.get("Version").unwrap_or(""), &action);
-    let mut params = params;
-    let (token, token_value) = settle_token(&mut params, class).map_err(|e| e.format(format))?;
+    let class = cfg.classifier.classify(&v.version, &v.action);
     let mut headers = parts.headers.clone();
     strip_hop_by_hop(&mut headers);
+    let body_usable = body_is_form || body.is_empty();
+    let (token, token_value) = settle_token(&mut params, class, &v.signing, body_usable)
+        .map_err(|e| e.format(v.format))?;
+    // A token placed in a body that was empty makes it a form body.
+    let body_is_form = body_is_form || params.any_in(Place::Body);
+    if body_is_form && !headers.contains_key(header::CONTENT_TYPE) {
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/x-www-form-urlencoded"),
+        );
+    }
     Ok(Prepared::Call(Box::new(Call {
         method: parts.method.clone(),
         target: target.clone(),
@@ -213,11 +191,12 @@ fn prepare(
         params,
         body_is_form,
         raw_body: body.clone(),
-        secret: secret.clone(),
-        action,
+        secret: v.secret,
+        action: v.action,
         class,
         token,
         token_value,
+        signing: v.signing,
     })))
 }
 
@@ -225,8 +204,10 @@ fn prepare(
 fn settle_token(
     params: &mut Params,
     class: ActionClass,
+    signing: &Signing,
+    body_usable: bool,
 ) -> Result<(TokenSource, Option<String>), ProxyError> {
-    let ActionClass::Token(_) = class else {
+    let ActionClass::Token(sdk_place) = class else {
         return Ok((
             TokenSource::None,
             params.get("ClientToken").map(str::to_owned),
@@ -241,11 +222,13 @@ fn settle_token(
         }
         return Ok((TokenSource::Caller, Some(t.to_owned())));
     }
-    // V1 signs query and body alike: put the token beside the caller's other parameters.
-    let place = if params.any_in(Place::Query) {
-        Place::Query
-    } else {
-        Place::Body
+    let place = match signing {
+        // V1 signs query and body alike: put the token beside the caller's other parameters.
+        Signing::V1 if params.any_in(Place::Query) => Place::Query,
+        Signing::V1 => Place::Body,
+        // V3: where the SDK puts it for this action, if the body can take form parameters.
+        Signing::V3 { .. } if sdk_place == Place::Body && body_usable => Place::Body,
+        Signing::V3 { .. } => Place::Query,
     };
     let token = uuid::Uuid::new_v4().to_string();
     params.set("ClientToken", token.as_str(), place);

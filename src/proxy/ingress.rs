@@ -4,7 +4,7 @@
 //!   an API call if the host matches an `[[upstreams]]` entry, else forwarded untouched;
 //! - origin-form (`POST /?…`, the client's endpoint is the proxy): an API call for the host in
 //!   the `Host` header if it is an API host, else for `[proxy] gateway_upstream` (gateway mode);
-//! - `CONNECT`: not supported yet (a later issue adds TLS interception and tunnels).
+//! - `CONNECT`: see `connect` (TLS interception for API hosts, a tunnel for the rest).
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -13,10 +13,11 @@ use http::{HeaderMap, Method, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 
 use super::body::{ProxyBody, boxed};
-use super::call;
 use super::response::ProxyError;
 use super::upstream::Upstreams;
+use super::{call, connect};
 use crate::config::Config;
+use crate::tls::ca::LocalCa;
 
 /// What every connection shares.
 #[derive(Debug)]
@@ -25,6 +26,8 @@ pub struct Shared {
     pub config: Arc<Config>,
     /// The upstream clients.
     pub upstreams: Upstreams,
+    /// The local CA, when `[tls]` is configured.
+    pub ca: Option<LocalCa>,
 }
 
 /// An API host a request is for.
@@ -48,6 +51,9 @@ pub async fn handle(
     shared: Arc<Shared>,
     req: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, Infallible> {
+    if req.method() == Method::CONNECT {
+        return Ok(connect::handle(shared, req).await);
+    }
     let resp = match route(&shared.config, &req) {
         Err(e) => e.into_response(),
         Ok(Route::Other) => forward_other(&shared, req).await,
@@ -57,14 +63,6 @@ pub async fn handle(
 }
 
 fn route(config: &Config, req: &Request<Incoming>) -> Result<Route, ProxyError> {
-    if req.method() == Method::CONNECT {
-        return Err(ProxyError::new(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "Idemproxy.ConnectUnsupported",
-            "CONNECT tunnels are not supported by this version; send plain http:// requests \
-             through the proxy or use it as the endpoint (gateway mode)",
-        ));
-    }
     if let Some(auth) = req.uri().authority() {
         let host = normalize_host(auth.host());
         let default_port = if req.uri().scheme_str() == Some("https") {
@@ -114,7 +112,7 @@ fn no_upstream() -> ProxyError {
     )
 }
 
-fn target(upstream: usize, host: String, port: Option<u16>) -> Target {
+pub(super) fn target(upstream: usize, host: String, port: Option<u16>) -> Target {
     let authority = match port {
         Some(p) => format!("{host}:{p}"),
         None => host.clone(),
@@ -126,7 +124,7 @@ fn target(upstream: usize, host: String, port: Option<u16>) -> Target {
     }
 }
 
-fn normalize_host(h: &str) -> String {
+pub(super) fn normalize_host(h: &str) -> String {
     h.trim_end_matches('.').to_ascii_lowercase()
 }
 

@@ -15,6 +15,7 @@ use tokio::task::JoinHandle;
 use super::ingress::{Shared, handle};
 use super::upstream::{UpstreamError, Upstreams};
 use crate::config::Config;
+use crate::tls::ca::{CaError, LocalCa};
 
 /// Why the proxy could not start.
 #[derive(Debug, thiserror::Error)]
@@ -30,6 +31,24 @@ pub enum StartError {
     /// An upstream client could not be built.
     #[error(transparent)]
     Upstream(#[from] UpstreamError),
+    /// The local CA could not be loaded.
+    #[error("cannot load the local CA ([tls] ca_cert / ca_key): {0}")]
+    Ca(#[from] CaError),
+}
+
+/// Builds everything a proxy needs from a config, without listening: the upstream clients and
+/// the local CA. `check-config` uses it to report what `run` would fail on.
+pub fn prepare(config: Arc<Config>) -> Result<Shared, StartError> {
+    let upstreams = Upstreams::new(&config.upstreams)?;
+    let ca = match &config.tls {
+        Some(t) => Some(LocalCa::load(&t.ca_cert, &t.ca_key, t.leaf_cache)?),
+        None => None,
+    };
+    Ok(Shared {
+        config,
+        upstreams,
+        ca,
+    })
 }
 
 /// A running proxy.
@@ -69,8 +88,7 @@ pub async fn start(config: Arc<Config>, listener: TcpListener) -> Result<ProxyHa
         addr: config.proxy.listen,
         source,
     })?;
-    let upstreams = Upstreams::new(&config.upstreams)?;
-    let shared = Arc::new(Shared { config, upstreams });
+    let shared = Arc::new(prepare(config)?);
     let (tx, rx) = watch::channel(false);
     let task = tokio::spawn(accept_loop(listener, shared, rx));
     tracing::info!(%addr, "idemproxy listening");

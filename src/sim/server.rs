@@ -13,10 +13,11 @@ use hyper_util::server::conn::auto;
 use serde_json::Value;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
 
 use super::Shared;
 use super::faults::{Fault, FaultPlan};
-use super::state::{Refusal, RequestRecord};
+use super::state::{Refusal, RequestRecord, V3Request};
 use crate::api::error_body::{ApiError, Format, render_value};
 use crate::api::params::Params;
 
@@ -42,6 +43,7 @@ pub(super) async fn accept_loop(
             continue;
         };
         let shared = shared.clone();
+        let tls = shared.tls.clone();
         tokio::spawn(async move {
             let Ok((stream, dup)) = split_for_reset(stream) else {
                 return;
@@ -59,9 +61,18 @@ pub(super) async fn accept_loop(
                     Ok::<_, Reset>(resp.unwrap_or_default())
                 }
             });
-            let _ = auto::Builder::new(TokioExecutor::new())
-                .serve_connection(TokioIo::new(stream), svc)
-                .await;
+            let builder = auto::Builder::new(TokioExecutor::new());
+            match tls {
+                Some(cfg) => match TlsAcceptor::from(cfg).accept(stream).await {
+                    Ok(s) => {
+                        let _ = builder.serve_connection(TokioIo::new(s), svc).await;
+                    }
+                    Err(e) => tracing::debug!(error = %e, "simulator: TLS handshake failed"),
+                },
+                None => {
+                    let _ = builder.serve_connection(TokioIo::new(stream), svc).await;
+                }
+            }
         });
     }
 }
@@ -117,19 +128,57 @@ async fn serve(shared: &Shared, req: Request<Incoming>) -> Option<SimResponse> {
             return Some(error(Format::Json, &r));
         }
     };
-    let format = Format::from_param(params.get("Format"));
-    let auth = match shared
-        .state
-        .authenticate(&method, &params, SystemTime::now())
-    {
+    let is_v3 = parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.starts_with("ACS3-"));
+    let format = if is_v3 {
+        Format::Json
+    } else {
+        Format::from_param(params.get("Format"))
+    };
+    let now = SystemTime::now();
+    let authenticated = if is_v3 {
+        let host = parts
+            .headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .map(str::to_owned)
+            .or_else(|| parts.uri.authority().map(|a| a.to_string()))
+            .unwrap_or_default();
+        let req = V3Request {
+            method: &method,
+            path: parts.uri.path(),
+            host: &host,
+            headers: &parts.headers,
+            body: &body,
+        };
+        shared.state.authenticate_v3(&req, &params, now)
+    } else {
+        shared.state.authenticate(&method, &params, now)
+    };
+    let auth = match authenticated {
         Ok(a) => a,
         Err(r) => {
             let p = |k| params.get(k).unwrap_or("");
+            let h = |k| {
+                parts
+                    .headers
+                    .get(k)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("")
+            };
+            let (action, nonce) = if is_v3 {
+                (h("x-acs-action"), h("x-acs-signature-nonce"))
+            } else {
+                (p("Action"), p("SignatureNonce"))
+            };
             shared.state.record(record(
-                p("Action"),
+                action,
                 p("AccessKeyId"),
                 params.get("ClientToken"),
-                p("SignatureNonce"),
+                nonce,
                 None,
                 &r,
             ));

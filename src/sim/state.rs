@@ -11,12 +11,14 @@ use serde_json::{Value, json};
 use crate::api::classify::{ActionClass, Classifier};
 use crate::api::params::Params;
 use crate::api::time::{parse_timestamp, skew};
-use crate::api::v1;
+use crate::api::{v1, v3};
 use crate::secret::Secret;
 
 /// Parameters that are not part of a call's business meaning.
 const COMMON: &[&str] = &[
     "AccessKeyId",
+    "Action",
+    "Action",
     "ClientToken",
     "Format",
     "SecurityToken",
@@ -26,6 +28,8 @@ const COMMON: &[&str] = &[
     "SignatureType",
     "SignatureVersion",
     "Timestamp",
+    "Version",
+    "Version",
 ];
 
 /// A refusal, as the API would send it.
@@ -58,6 +62,23 @@ pub struct Authenticated {
     pub token: Option<String>,
     /// The nonce.
     pub nonce: String,
+    /// The API version.
+    pub version: String,
+}
+
+/// The V3 parts of a request the simulator checks.
+#[derive(Debug)]
+pub struct V3Request<'a> {
+    /// HTTP method.
+    pub method: &'a str,
+    /// URL path.
+    pub path: &'a str,
+    /// The host the client signed (Host header or HTTP/2 authority).
+    pub host: &'a str,
+    /// The request headers.
+    pub headers: &'a http::HeaderMap,
+    /// The raw body.
+    pub body: &'a [u8],
 }
 
 /// One row of the request log.
@@ -201,16 +222,112 @@ impl SimState {
         v1::verify_params(secret, method, params).map_err(|sts| {
             refuse(400, "SignatureDoesNotMatch", format!("Specified signature is not matched with our calculation. server string to sign is:{sts}"))
         })?;
-        let ts = params
-            .get("Timestamp")
-            .and_then(parse_timestamp)
-            .ok_or_else(|| {
-                refuse(
+        let nonce = params.get("SignatureNonce").unwrap_or_default().to_owned();
+        self.check_replay(&key_id, params.get("Timestamp"), &nonce, now)?;
+        let Some(action) = params.get("Action") else {
+            return Err(refuse(
+                400,
+                "MissingParameter",
+                "The input parameter \"Action\" that is mandatory for processing this request is not supplied.",
+            ));
+        };
+        Ok(Authenticated {
+            action: action.to_owned(),
+            key_id,
+            token: params.get("ClientToken").map(str::to_owned),
+            nonce,
+            version: params.get("Version").unwrap_or("").to_owned(),
+        })
+    }
+
+    /// Checks an ACS3-HMAC-SHA256 request as the API does.
+    pub fn authenticate_v3(
+        &self,
+        req: &V3Request<'_>,
+        params: &Params,
+        now: SystemTime,
+    ) -> Result<Authenticated, Refusal> {
+        let h = |name: &str| req.headers.get(name).and_then(|v| v.to_str().ok());
+        let authz = h("authorization").unwrap_or("");
+        let auth = v3::Authorization::parse(authz)
+            .map_err(|e| refuse(400, "IncompleteSignature", e.to_string()))?;
+        let secret = self.keys.get(&auth.key_id).ok_or_else(|| {
+            refuse(
+                404,
+                "InvalidAccessKeyId.NotFound",
+                "Specified access key is not found.",
+            )
+        })?;
+        let payload_hash = v3::sha256_hex(req.body);
+        if h("x-acs-content-sha256").is_some_and(|v| !v.eq_ignore_ascii_case(&payload_hash)) {
+            return Err(refuse(
+                400,
+                "InvalidParameter",
+                "x-acs-content-sha256 does not match the body.",
+            ));
+        }
+        for needed in [
+            "host",
+            "x-acs-date",
+            "x-acs-signature-nonce",
+            "x-acs-action",
+            "x-acs-version",
+        ] {
+            if !auth.signed_headers.iter().any(|s| s == needed) {
+                return Err(refuse(
                     400,
-                    "InvalidTimeStamp.Format",
-                    "Specified time stamp or date value is not well formatted.",
-                )
-            })?;
+                    "IncompleteSignature",
+                    format!("the {needed} header must be signed"),
+                ));
+            }
+        }
+        let headers = v3::canonical_headers(req.headers, req.host, &auth.signed_headers)
+            .map_err(|e| refuse(400, "IncompleteSignature", e.to_string()))?;
+        let query = v3::canonical_query(params.iter_in(crate::api::params::Place::Query));
+        let sts = v3::Signable {
+            method: req.method,
+            path: req.path,
+            canonical_query: &query,
+            canonical_headers: &headers,
+            signed_headers: &auth.signed_headers,
+            payload_hash: &payload_hash,
+        }
+        .string_to_sign();
+        if !v3::verify(secret, &sts, &auth.signature) {
+            return Err(refuse(
+                400,
+                "SignatureDoesNotMatch",
+                format!(
+                    "Specified signature is not matched with our calculation. server string to sign is:{sts}"
+                ),
+            ));
+        }
+        let nonce = h("x-acs-signature-nonce").unwrap_or("").to_owned();
+        self.check_replay(&auth.key_id, h("x-acs-date"), &nonce, now)?;
+        Ok(Authenticated {
+            action: h("x-acs-action").unwrap_or("").to_owned(),
+            key_id: auth.key_id,
+            token: params.get("ClientToken").map(str::to_owned),
+            nonce,
+            version: h("x-acs-version").unwrap_or("").to_owned(),
+        })
+    }
+
+    /// The timestamp window and nonce reuse rules, shared by V1 and V3.
+    fn check_replay(
+        &self,
+        key_id: &str,
+        timestamp: Option<&str>,
+        nonce: &str,
+        now: SystemTime,
+    ) -> Result<(), Refusal> {
+        let ts = timestamp.and_then(parse_timestamp).ok_or_else(|| {
+            refuse(
+                400,
+                "InvalidTimeStamp.Format",
+                "Specified time stamp or date value is not well formatted.",
+            )
+        })?;
         if skew(ts, now) > self.window {
             return Err(refuse(
                 400,
@@ -218,7 +335,13 @@ impl SimState {
                 "Specified time stamp or date value is expired.",
             ));
         }
-        let nonce = params.get("SignatureNonce").unwrap_or_default().to_owned();
+        if nonce.is_empty() {
+            return Err(refuse(
+                400,
+                "MissingParameter",
+                "The signature nonce is not supplied.",
+            ));
+        }
         let mut inner = self.lock();
         if inner.nonces.len() > 200_000 {
             let window = self.window;
@@ -237,19 +360,7 @@ impl SimState {
                 "Specified signature nonce was used already.",
             ));
         }
-        let Some(action) = params.get("Action") else {
-            return Err(refuse(
-                400,
-                "MissingParameter",
-                "The input parameter \"Action\" that is mandatory for processing this request is not supplied.",
-            ));
-        };
-        Ok(Authenticated {
-            action: action.to_owned(),
-            key_id,
-            token: params.get("ClientToken").map(str::to_owned),
-            nonce,
-        })
+        Ok(())
     }
 
     /// Runs the call (or replays it by ClientToken) and returns the result body without
@@ -280,11 +391,7 @@ impl SimState {
             }
         }
         let result = self.act(&mut inner, &auth.action, params)?;
-        if self
-            .classifier
-            .classify(params.get("Version").unwrap_or(""), &auth.action)
-            != ActionClass::ReadOnly
-        {
+        if self.classifier.classify(&auth.version, &auth.action) != ActionClass::ReadOnly {
             let slot = inner
                 .ops
                 .entry(fingerprint.clone())

@@ -85,19 +85,3 @@ async fn origin_form_without_a_gateway_is_a_clear_error() {
     assert_eq!(reply.status, 400);
     assert_eq!(reply.json().unwrap()["Code"], "Idemproxy.NoUpstream");
 }
-
-#[tokio::test]
-async fn connect_is_refused_clearly_for_now() {
-    let rig = rig("").await;
-    let req = Request::connect(format!("{HOST}:443"))
-        .body(Full::new(Bytes::new()))
-        .unwrap();
-    let reply = client::send(Route::Proxy(rig.proxy.addr), req, Duration::from_secs(10))
-        .await
-        .unwrap();
-    assert_eq!(reply.status, 405);
-    assert_eq!(
-        reply.json().unwrap()["Code"],
-        "Idemproxy.ConnectUnsupported"
-    );
-}

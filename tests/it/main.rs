@@ -5,8 +5,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod cli;
+mod connect;
 mod ingress;
 mod interop;
 mod retry;
 mod signing;
 mod support;
+mod v3;

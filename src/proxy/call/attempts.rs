@@ -9,11 +9,10 @@ use http::{HeaderValue, Request, Response, StatusCode, header};
 use md5::{Digest, Md5};
 use tokio::time::Instant;
 
-use super::{Call, TokenSource};
+use super::{Call, TokenSource, signature};
 use crate::api::error_body::extract_code;
 use crate::api::params::Place;
 use crate::api::time::format_timestamp;
-use crate::api::v1;
 use crate::config::Config;
 use crate::proxy::body::{Buffered, ProxyBody, boxed, buffer_up_to, full};
 use crate::proxy::ingress::strip_hop_by_hop;
@@ -119,15 +118,15 @@ fn judge(attempt: &Attempt, safety: Safety, statuses: &[u16]) -> (Decision, Opti
 fn build_attempt(call: &Call, now: SystemTime) -> Request<ProxyBody> {
     let mut params = call.params.clone();
     let nonce = uuid::Uuid::new_v4().to_string();
-    let place = call.params.place_of(v1::SIGNATURE).unwrap_or(Place::Query);
-    v1::resign(
-        &mut params,
-        call.method.as_str(),
-        &call.secret,
-        &nonce,
-        &format_timestamp(now),
-        place,
-    );
+    let timestamp = format_timestamp(now);
+    let a = signature::Attempt {
+        method: call.method.as_str(),
+        path: &call.path,
+        authority: &call.target.authority,
+        timestamp: &timestamp,
+        nonce: &nonce,
+    };
+    call.signing.params(&mut params, &call.secret, &a);
     let query = params.encode(Place::Query);
     let body = if call.body_is_form {
         Bytes::from(params.encode(Place::Body))
@@ -139,22 +138,24 @@ fn build_attempt(call: &Call, now: SystemTime) -> Request<ProxyBody> {
         "{}://{}{}{sep}{query}",
         call.scheme, call.target.authority, call.path
     );
-    let mut req = Request::new(full(body.clone()));
-    *req.method_mut() = call.method.clone();
-    *req.headers_mut() = call.headers.clone();
-    if let Ok(u) = uri.parse() {
-        *req.uri_mut() = u;
-    }
-    let h = req.headers_mut();
+    let mut headers = call.headers.clone();
     if let Ok(v) = HeaderValue::from_str(&call.target.authority) {
-        h.insert(header::HOST, v);
+        headers.insert(header::HOST, v);
     }
-    h.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
-    if call.body_is_form && h.contains_key("content-md5") {
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+    if call.body_is_form && headers.contains_key("content-md5") {
         let md5 = base64::engine::general_purpose::STANDARD.encode(Md5::digest(&body));
         if let Ok(v) = HeaderValue::from_str(&md5) {
-            h.insert("content-md5", v);
+            headers.insert("content-md5", v);
         }
+    }
+    call.signing
+        .headers(&mut headers, &params, &body, &call.secret, &a);
+    let mut req = Request::new(full(body));
+    *req.method_mut() = call.method.clone();
+    *req.headers_mut() = headers;
+    if let Ok(u) = uri.parse() {
+        *req.uri_mut() = u;
     }
     req
 }
