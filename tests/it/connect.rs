@@ -229,3 +229,18 @@ async fn connect_to_an_api_host_without_a_ca_is_refused_clearly() {
     assert_ne!(r.code, Some(0));
     assert!(r.headers.contains("403"), "{}", r.headers);
 }
+
+#[tokio::test]
+async fn non_443_ports_are_intercepted_too() {
+    let rig = tls_rig("CreateDBInstance=503", "").await;
+    let ca = rig.ca_cert.display().to_string();
+    let url = signed_url(&create("port")).replace(HOST, &format!("{HOST}:8443"));
+    let r = curl(rig.proxy.addr, &url, &["--cacert", &ca]).await;
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    assert_eq!(r.status, "200", "{}", r.body);
+    assert!(
+        r.headers.contains("x-idemproxy-attempts: 2"),
+        "{}",
+        r.headers
+    );
+}
