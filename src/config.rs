@@ -66,6 +66,41 @@ pub struct Config {
     pub log: LogSettings,
     /// `[tls]`: the local CA for intercepting `CONNECT` to API hosts, if configured.
     pub tls: Option<TlsSettings>,
+    /// `[dedupe]`: the window for the tool's own re-sends.
+    pub dedupe: DedupeSettings,
+}
+
+/// Where dedupe state lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreKind {
+    /// In memory (lost on restart).
+    Memory,
+    /// A redb file (survives restarts; one process).
+    Embedded(PathBuf),
+    /// A Redis server (shared by replicas). The URL may hold a password.
+    Redis(Secret),
+}
+
+/// `[dedupe]`
+#[derive(Debug, Clone)]
+pub struct DedupeSettings {
+    /// The store.
+    pub store: StoreKind,
+    /// Default window; zero disables.
+    pub window: Duration,
+    /// Per-action windows.
+    pub per_action: HashMap<String, Duration>,
+    /// On a store failure: go on with a fresh token (true) or answer 503 (false).
+    pub fail_open: bool,
+    /// Bound on stored fingerprints (memory and embedded stores).
+    pub max_entries: u64,
+}
+
+impl DedupeSettings {
+    /// True if no action has a window.
+    pub fn disabled(&self) -> bool {
+        self.window.is_zero() && self.per_action.values().all(Duration::is_zero)
+    }
 }
 
 /// `[tls]`
@@ -295,6 +330,7 @@ fn validate(
                 }
             },
         },
+        dedupe: dedupe(&raw.dedupe, base)?,
         tls: raw.tls.map(|t| TlsSettings {
             ca_cert: base.join(t.ca_cert),
             ca_key: base.join(t.ca_key),
@@ -473,6 +509,63 @@ fn credentials(
         }
     }
     Ok(out)
+}
+
+fn dedupe(d: &raw::RawDedupe, base: &Path) -> Result<DedupeSettings, ConfigError> {
+    let store = match (d.store.as_str(), &d.redis_url) {
+        ("memory", _) => StoreKind::Memory,
+        ("embedded", _) => StoreKind::Embedded(base.join(&d.path)),
+        ("redis", Some(url)) if url.starts_with("redis://") || url.starts_with("rediss://") => {
+            StoreKind::Redis(Secret::new(url.clone()))
+        }
+        ("redis", Some(_)) => {
+            return Err(invalid(
+                "dedupe.redis_url",
+                "must start with redis:// or rediss://",
+            ));
+        }
+        ("redis", None) => {
+            return Err(invalid(
+                "dedupe.redis_url",
+                "is required with store = \"redis\"",
+            ));
+        }
+        (other, _) => {
+            return Err(invalid(
+                "dedupe.store",
+                format!("{other:?} is not \"embedded\", \"redis\" or \"memory\""),
+            ));
+        }
+    };
+    let mut per_action = HashMap::new();
+    for (action, w) in &d.actions {
+        if action.is_empty() || !action.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            return Err(invalid(
+                "dedupe.actions",
+                format!("{action:?} is not an action name"),
+            ));
+        }
+        per_action.insert(
+            action.clone(),
+            duration(&format!("dedupe.actions.{action}"), w)?,
+        );
+    }
+    Ok(DedupeSettings {
+        store,
+        window: duration("dedupe.window", &d.window)?,
+        per_action,
+        fail_open: match d.on_store_error.as_str() {
+            "closed" => false,
+            "open" => true,
+            other => {
+                return Err(invalid(
+                    "dedupe.on_store_error",
+                    format!("{other:?} is not \"closed\" or \"open\""),
+                ));
+            }
+        },
+        max_entries: d.max_entries.max(1),
+    })
 }
 
 fn classifier(c: &raw::RawClassification) -> Result<Classifier, ConfigError> {

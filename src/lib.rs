@@ -17,6 +17,7 @@
 pub mod api;
 pub mod client;
 pub mod config;
+pub mod dedupe;
 pub mod demo;
 pub mod proxy;
 pub mod retry;

@@ -21,6 +21,58 @@ pub struct RawConfig {
     pub log: RawLog,
     #[serde(default)]
     pub tls: Option<RawTls>,
+    #[serde(default)]
+    pub dedupe: RawDedupe,
+}
+
+/// `[dedupe]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDedupe {
+    #[serde(default = "default_store")]
+    pub store: String,
+    #[serde(default = "default_window")]
+    pub window: String,
+    #[serde(default = "default_store_path")]
+    pub path: String,
+    #[serde(default)]
+    pub redis_url: Option<String>,
+    #[serde(default = "default_on_store_error")]
+    pub on_store_error: String,
+    #[serde(default = "default_max_entries")]
+    pub max_entries: u64,
+    #[serde(default)]
+    pub actions: std::collections::HashMap<String, String>,
+}
+
+impl Default for RawDedupe {
+    fn default() -> Self {
+        RawDedupe {
+            store: default_store(),
+            window: default_window(),
+            path: default_store_path(),
+            redis_url: None,
+            on_store_error: default_on_store_error(),
+            max_entries: default_max_entries(),
+            actions: Default::default(),
+        }
+    }
+}
+
+fn default_store() -> String {
+    "embedded".into()
+}
+fn default_window() -> String {
+    "5m".into()
+}
+fn default_store_path() -> String {
+    "state/dedupe.redb".into()
+}
+fn default_on_store_error() -> String {
+    "closed".into()
+}
+fn default_max_entries() -> u64 {
+    100_000
 }
 
 /// `[tls]`

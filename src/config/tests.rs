@@ -157,3 +157,30 @@ fn tls_paths_resolve_against_the_config_folder() {
     assert_eq!(t.ca_key, Path::new("/abs/key.pem"));
     assert_eq!(c.proxy.connect_other, ConnectOther::Tunnel);
 }
+
+#[test]
+fn dedupe_defaults_and_overrides() {
+    let env = HashMap::new();
+    let c = load_str("", &env, Path::new("/etc/idemproxy")).unwrap();
+    assert_eq!(
+        c.dedupe.store,
+        StoreKind::Embedded(PathBuf::from("/etc/idemproxy/state/dedupe.redb"))
+    );
+    assert_eq!(c.dedupe.window, Duration::from_secs(300));
+    assert!(!c.dedupe.fail_open);
+    let c = load_str(
+        "[dedupe]\nstore = \"redis\"\nredis_url = \"redis://:pw@127.0.0.1:6379\"\nwindow = \"0s\"\n[dedupe.actions]\nCreateDBInstance = \"2m\"\n",
+        &env,
+        Path::new("."),
+    )
+    .unwrap();
+    assert!(!c.dedupe.disabled());
+    assert_eq!(
+        c.dedupe.per_action["CreateDBInstance"],
+        Duration::from_secs(120)
+    );
+    assert!(
+        !format!("{c:?}").contains(":pw@"),
+        "the Redis password never prints"
+    );
+}

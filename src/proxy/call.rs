@@ -7,6 +7,9 @@
 
 mod attempts;
 mod signature;
+mod window;
+
+use std::sync::Arc;
 
 use bytes::Bytes;
 use http::request::Parts;
@@ -34,6 +37,8 @@ pub enum TokenSource {
     Injected,
     /// Sent by the caller, kept as is.
     Caller,
+    /// Reused from the dedupe window: a re-send of a call the proxy already gave a token.
+    Reused,
     /// The action takes no token.
     None,
 }
@@ -44,6 +49,7 @@ impl TokenSource {
         match self {
             TokenSource::Injected => "injected",
             TokenSource::Caller => "caller",
+            TokenSource::Reused => "reused",
             TokenSource::None => "none",
         }
     }
@@ -66,9 +72,19 @@ pub struct Call {
     token: TokenSource,
     token_value: Option<String>,
     signing: Signing,
+    key_id: String,
+    version: String,
 }
 
 impl Call {
+    /// Uses the token of an earlier call with the same fingerprint instead of the minted one.
+    fn reuse_token(&mut self, token: String) {
+        let place = self.params.place_of("ClientToken").unwrap_or(Place::Query);
+        self.params.set("ClientToken", token.as_str(), place);
+        self.token_value = Some(token);
+        self.token = TokenSource::Reused;
+    }
+
     fn safety(&self) -> Safety {
         match self.class {
             ActionClass::ReadOnly => Safety::ReadOnly,
@@ -84,7 +100,11 @@ enum Prepared {
 }
 
 /// Runs one API call end to end.
-pub async fn run(shared: &Shared, target: Target, req: Request<Incoming>) -> Response<ProxyBody> {
+pub async fn run(
+    shared: &Arc<Shared>,
+    target: Target,
+    req: Request<Incoming>,
+) -> Response<ProxyBody> {
     let cfg = &shared.config;
     let Some(client) = shared.upstreams.api(target.upstream) else {
         return ProxyError::new(
@@ -122,7 +142,21 @@ pub async fn run(shared: &Shared, target: Target, req: Request<Incoming>) -> Res
         }
     };
     match prepare(cfg, &target, scheme, &parts, &body) {
-        Ok(Prepared::Call(call)) => attempts::execute(cfg, client, *call).await,
+        Ok(Prepared::Call(call)) => {
+            // Detached from the client connection: if the client gives up (times out), the
+            // retries still finish and the dedupe entry is released for its re-send.
+            let shared = shared.clone();
+            tokio::spawn(async move { window::run(&shared, *call).await })
+                .await
+                .unwrap_or_else(|e| {
+                    ProxyError::new(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "Idemproxy.Internal",
+                        format!("call task failed: {e}"),
+                    )
+                    .into_response()
+                })
+        }
         Ok(Prepared::Passthrough(reason)) => {
             send_once(client, &target, scheme, parts, full(body), reason).await
         }
@@ -197,6 +231,8 @@ fn prepare(
         token,
         token_value,
         signing: v.signing,
+        key_id: v.key_id,
+        version: v.version,
     })))
 }
 

@@ -17,6 +17,7 @@ use super::response::ProxyError;
 use super::upstream::Upstreams;
 use super::{call, connect};
 use crate::config::Config;
+use crate::dedupe::Dedupe;
 use crate::tls::ca::LocalCa;
 
 /// What every connection shares.
@@ -28,6 +29,8 @@ pub struct Shared {
     pub upstreams: Upstreams,
     /// The local CA, when `[tls]` is configured.
     pub ca: Option<LocalCa>,
+    /// The dedupe window, unless disabled.
+    pub dedupe: Option<Dedupe>,
 }
 
 /// An API host a request is for.

@@ -14,7 +14,12 @@ use tokio::task::JoinHandle;
 
 use super::ingress::{Shared, handle};
 use super::upstream::{UpstreamError, Upstreams};
-use crate::config::Config;
+use crate::config::{Config, StoreKind};
+use crate::dedupe::Dedupe;
+use crate::dedupe::store::embedded::EmbeddedStore;
+use crate::dedupe::store::memory::MemoryStore;
+use crate::dedupe::store::redis::RedisStore;
+use crate::dedupe::store::{Store, StoreError};
 use crate::tls::ca::{CaError, LocalCa};
 
 /// Why the proxy could not start.
@@ -34,6 +39,27 @@ pub enum StartError {
     /// The local CA could not be loaded.
     #[error("cannot load the local CA ([tls] ca_cert / ca_key): {0}")]
     Ca(#[from] CaError),
+    /// The dedupe store could not be opened.
+    #[error("cannot open the dedupe store ([dedupe]): {0}")]
+    Store(#[from] StoreError),
+}
+
+fn dedupe(config: &Config) -> Result<Option<Dedupe>, StoreError> {
+    let d = &config.dedupe;
+    if d.disabled() {
+        return Ok(None);
+    }
+    let store = match &d.store {
+        StoreKind::Memory => Store::Memory(MemoryStore::new(d.max_entries as usize)),
+        StoreKind::Embedded(path) => Store::Embedded(EmbeddedStore::open(path, d.max_entries)?),
+        StoreKind::Redis(url) => Store::Redis(RedisStore::new(url.expose())?),
+    };
+    Ok(Some(Dedupe::new(
+        store,
+        d.window,
+        d.per_action.clone(),
+        d.fail_open,
+    )))
 }
 
 /// Builds everything a proxy needs from a config, without listening: the upstream clients and
@@ -44,10 +70,12 @@ pub fn prepare(config: Arc<Config>) -> Result<Shared, StartError> {
         Some(t) => Some(LocalCa::load(&t.ca_cert, &t.ca_key, t.leaf_cache)?),
         None => None,
     };
+    let dedupe = dedupe(&config)?;
     Ok(Shared {
         config,
         upstreams,
         ca,
+        dedupe,
     })
 }
 

@@ -12,6 +12,7 @@ fn check_config_accepts_the_example() {
             concat!(env!("CARGO_MANIFEST_DIR"), "/config/idemproxy.toml"),
         ])
         .env("ALIBABA_CLOUD_ACCESS_KEY_SECRET", "x")
+        .env("IDEMPROXY__DEDUPE__STORE", "memory")
         .output()
         .unwrap();
     assert!(

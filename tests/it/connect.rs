@@ -35,7 +35,8 @@ pub async fn tls_rig(faults: &str, proxy_extra: &str) -> TlsRig {
         "[proxy]\nlisten = \"127.0.0.1:0\"\n{proxy_extra}\n[retry]\nbase_delay = \"20ms\"\nthrottle_base_delay = \"20ms\"\n\
          [tls]\nca_cert = \"{}\"\nca_key = \"{}\"\n\
          [[upstreams]]\nhosts = [\"{HOST}\"]\nconnect_to = \"{}\"\nca_file = \"{}\"\n\
-         [[credentials]]\naccess_key_id = \"{KEY_ID}\"\naccess_key_secret = \"{SECRET}\"\n",
+         [[credentials]]\naccess_key_id = \"{KEY_ID}\"\naccess_key_secret = \"{SECRET}\"\n\
+         [dedupe]\nstore = \"memory\"\n",
         ca_cert.display(),
         ca_key.display(),
         sim.addr,

@@ -35,13 +35,25 @@ pub async fn start_sim(faults: &str) -> SimHandle {
     sim::start(cfg, listener).unwrap()
 }
 
-/// Proxy config for a simulator at `sim`; `extra` is appended TOML (e.g. a `[retry]` table).
+/// Proxy config for a simulator at `sim` with `retry` and `proxy_extra` lines, and an
+/// in-memory dedupe store.
 pub fn proxy_toml(sim: std::net::SocketAddr, retry: &str, proxy_extra: &str) -> String {
+    proxy_toml_with(sim, retry, proxy_extra, "store = \"memory\"")
+}
+
+/// Like `proxy_toml` with the given `[dedupe]` lines.
+pub fn proxy_toml_with(
+    sim: std::net::SocketAddr,
+    retry: &str,
+    proxy_extra: &str,
+    dedupe: &str,
+) -> String {
     format!(
         "[proxy]\nlisten = \"127.0.0.1:0\"\n{proxy_extra}\n\
          [retry]\nbase_delay = \"20ms\"\nthrottle_base_delay = \"20ms\"\nmax_delay = \"1s\"\n{retry}\n\
          [[upstreams]]\nhosts = [\"{HOST}\", \"gpdb.*.aliyuncs.com\"]\nconnect_to = \"{sim}\"\nscheme = \"http\"\n\
-         [[credentials]]\naccess_key_id = \"{KEY_ID}\"\naccess_key_secret = \"{SECRET}\"\n"
+         [[credentials]]\naccess_key_id = \"{KEY_ID}\"\naccess_key_secret = \"{SECRET}\"\n\
+         [dedupe]\n{dedupe}\n"
     )
 }
 

@@ -42,6 +42,7 @@ pub(super) enum Signing {
 #[derive(Debug)]
 pub(super) struct Verified {
     pub signing: Signing,
+    pub key_id: String,
     pub secret: Secret,
     pub action: String,
     pub version: String,
@@ -116,6 +117,7 @@ pub(super) fn identify(
     };
     Ok(Identity::Verified(Verified {
         signing: Signing::V1,
+        key_id: key_id.to_owned(),
         secret: secret.clone(),
         action: action.to_owned(),
         version: params.get("Version").unwrap_or("").to_owned(),
@@ -175,6 +177,7 @@ fn identify_v3(
     signed_headers.sort();
     signed_headers.dedup();
     Ok(Identity::Verified(Verified {
+        key_id: auth.key_id.clone(),
         signing: Signing::V3 {
             key_id: auth.key_id,
             signed_headers,
