@@ -6,6 +6,7 @@
 
 mod cli;
 mod connect;
+mod dedupe;
 mod ingress;
 mod interop;
 mod retry;
