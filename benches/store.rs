@@ -2,6 +2,9 @@
 //! token-capable call without a caller token. Run: `cargo bench --bench store` (the Redis case
 //! needs IDEMPROXY_TEST_REDIS_URL, e.g. redis://127.0.0.1:6379/0, and is skipped without it).
 
+// Benchmarks set up fixed inputs; a failure there is a broken benchmark.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
