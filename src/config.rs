@@ -15,6 +15,7 @@ use config::{Environment, File, FileFormat};
 use crate::api::classify::{ActionClass, Classifier};
 use crate::api::params::Place;
 use crate::retry::backoff::Backoff;
+pub use crate::retry::limit::{LimiterSettings, ScopePart};
 use crate::secret::Secret;
 use raw::{RawConfig, RawCredential, RawRetry, RawUpstream};
 
@@ -68,6 +69,10 @@ pub struct Config {
     pub tls: Option<TlsSettings>,
     /// `[dedupe]`: the window for the tool's own re-sends.
     pub dedupe: DedupeSettings,
+    /// `[limiter]`: the adaptive rate limiter, unless disabled.
+    pub limiter: Option<LimiterSettings>,
+    /// `[admin] listen`: the metrics and health listener, unless "off".
+    pub admin_listen: Option<SocketAddr>,
 }
 
 /// Where dedupe state lives.
@@ -151,6 +156,10 @@ pub struct RetrySettings {
     pub throttle_backoff: Backoff,
     /// Statuses that mean "transient server error".
     pub retry_statuses: Vec<u16>,
+    /// Retries may add at most this fraction of the calls (per upstream, 10 s window)…
+    pub budget_ratio: f64,
+    /// …plus this many per second.
+    pub budget_min_per_sec: f64,
 }
 
 /// Upstream URL scheme.
@@ -331,6 +340,16 @@ fn validate(
             },
         },
         dedupe: dedupe(&raw.dedupe, base)?,
+        limiter: limiter(&raw.limiter)?,
+        admin_listen: match raw.admin.listen.as_str() {
+            "off" => None,
+            a => Some(a.parse().map_err(|_| {
+                invalid(
+                    "admin.listen",
+                    format!("{a:?} is not an address like 127.0.0.1:9090, or \"off\""),
+                )
+            })?),
+        },
         tls: raw.tls.map(|t| TlsSettings {
             ca_cert: base.join(t.ca_cert),
             ca_key: base.join(t.ca_key),
@@ -400,6 +419,12 @@ fn retry(r: &RawRetry) -> Result<RetrySettings, ConfigError> {
             format!("{s} is not a 5xx status"),
         ));
     }
+    if !(r.budget_ratio.is_finite() && r.budget_ratio >= 0.0) {
+        return Err(invalid("retry.budget_ratio", "must be 0 or more"));
+    }
+    if !(r.budget_min_per_sec.is_finite() && r.budget_min_per_sec >= 0.0) {
+        return Err(invalid("retry.budget_min_per_sec", "must be 0 or more"));
+    }
     Ok(RetrySettings {
         max_attempts: r.max_attempts,
         per_try_timeout,
@@ -407,6 +432,8 @@ fn retry(r: &RawRetry) -> Result<RetrySettings, ConfigError> {
         backoff,
         throttle_backoff,
         retry_statuses: r.retry_statuses.clone(),
+        budget_ratio: r.budget_ratio,
+        budget_min_per_sec: r.budget_min_per_sec,
     })
 }
 
@@ -509,6 +536,60 @@ fn credentials(
         }
     }
     Ok(out)
+}
+
+fn limiter(l: &raw::RawLimiter) -> Result<Option<LimiterSettings>, ConfigError> {
+    if !l.enabled {
+        return Ok(None);
+    }
+    let positive = |key: &str, v: f64| {
+        if v.is_finite() && v > 0.0 {
+            Ok(v)
+        } else {
+            Err(invalid(key, format!("{v} must be a positive number")))
+        }
+    };
+    let max_rate = positive("limiter.max_rate", l.max_rate)?;
+    let min_rate = positive("limiter.min_rate", l.min_rate)?;
+    if min_rate > max_rate {
+        return Err(invalid(
+            "limiter.min_rate",
+            "must not exceed limiter.max_rate",
+        ));
+    }
+    let initial_rate = positive("limiter.initial_rate", l.initial_rate.unwrap_or(max_rate))?
+        .clamp(min_rate, max_rate);
+    if !(l.decrease > 0.0 && l.decrease < 1.0) {
+        return Err(invalid(
+            "limiter.decrease",
+            "must be between 0 and 1 (exclusive)",
+        ));
+    }
+    let increase = positive("limiter.increase", l.increase)?;
+    let scope = l
+        .scope
+        .iter()
+        .map(|p| match p.as_str() {
+            "access_key" => Ok(ScopePart::AccessKey),
+            "region" => Ok(ScopePart::Region),
+            "action" => Ok(ScopePart::Action),
+            "host" => Ok(ScopePart::Host),
+            other => Err(invalid(
+                "limiter.scope",
+                format!("{other:?} is not access_key, region, action or host"),
+            )),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let decrease_cooldown = duration("limiter.decrease_cooldown", &l.decrease_cooldown)?;
+    Ok(Some(LimiterSettings {
+        initial_rate,
+        max_rate,
+        min_rate,
+        decrease: l.decrease,
+        increase,
+        decrease_cooldown,
+        scope,
+    }))
 }
 
 fn dedupe(d: &raw::RawDedupe, base: &Path) -> Result<DedupeSettings, ConfigError> {

@@ -10,7 +10,8 @@ pub mod fingerprint;
 pub mod store;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+
+use prometheus_client::metrics::counter::Counter;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -29,17 +30,13 @@ pub enum Acquired {
     Reused(String),
 }
 
-/// Counters (exported as metrics by a later issue; logged today).
-#[derive(Debug, Default)]
+/// Counters, shared with the metrics registry (clones of a counter count together).
+#[derive(Debug, Default, Clone)]
 pub struct DedupeStats {
-    /// Tokens stored fresh.
-    pub fresh: AtomicU64,
-    /// Tokens reused from the window.
-    pub reused: AtomicU64,
     /// Re-sends that waited for a call in flight.
-    pub waited: AtomicU64,
+    pub waited: Counter,
     /// Store failures.
-    pub store_errors: AtomicU64,
+    pub store_errors: Counter,
 }
 
 /// The dedupe window and its store.
@@ -70,6 +67,12 @@ impl Dedupe {
             fail_open,
             stats: DedupeStats::default(),
         }
+    }
+
+    /// Counts into these counters (e.g. the metrics registry's).
+    pub fn with_stats(mut self, stats: DedupeStats) -> Self {
+        self.stats = stats;
+        self
     }
 
     /// The window for `action` (zero: no dedupe for it).
@@ -111,12 +114,11 @@ impl Dedupe {
             };
             let existing = match self.store.claim(fp, &entry).await {
                 Ok(Claim::Fresh) => {
-                    self.stats.fresh.fetch_add(1, Ordering::Relaxed);
                     return Ok(Acquired::Fresh);
                 }
                 Ok(Claim::Existing(e)) => e,
                 Err(e) => {
-                    self.stats.store_errors.fetch_add(1, Ordering::Relaxed);
+                    self.stats.store_errors.inc();
                     return Err(e);
                 }
             };
@@ -124,12 +126,11 @@ impl Dedupe {
             let alive = existing.owner == self.owner || self.store.shared();
             let running = existing.in_flight && existing.lease_until_ms > now && alive;
             if !running || Instant::now() >= wait_until {
-                self.stats.reused.fetch_add(1, Ordering::Relaxed);
                 return Ok(Acquired::Reused(existing.token));
             }
             if !waited {
                 waited = true;
-                self.stats.waited.fetch_add(1, Ordering::Relaxed);
+                self.stats.waited.inc();
             }
             tokio::time::sleep(POLL).await;
         }
@@ -139,7 +140,7 @@ impl Dedupe {
     pub async fn release(&self, fp: &str, token: &str, window: Duration) {
         let expires = now_ms() + window.as_millis() as u64;
         if let Err(e) = self.store.complete(fp, token, expires).await {
-            self.stats.store_errors.fetch_add(1, Ordering::Relaxed);
+            self.stats.store_errors.inc();
             tracing::warn!(error = %e, store = self.store.kind(),
                 "could not mark a call done; a re-send waits until its lease ends");
         }
@@ -195,7 +196,7 @@ mod tests {
             waiter.await.unwrap().unwrap(),
             Acquired::Reused("t1".into())
         );
-        assert_eq!(d.stats.waited.load(Ordering::Relaxed), 1);
+        assert_eq!(d.stats.waited.get(), 1);
     }
 
     #[tokio::test]

@@ -76,7 +76,7 @@ pub async fn run() -> Result<String, DemoError> {
         "[proxy]\nlisten = \"127.0.0.1:0\"\n[retry]\nbase_delay = \"50ms\"\nthrottle_base_delay = \"100ms\"\nmax_delay = \"2s\"\n\
          [[upstreams]]\nhosts = [\"{HOST}\"]\nconnect_to = \"{}\"\nscheme = \"http\"\n\
          [[credentials]]\naccess_key_id = \"{KEY_ID}\"\naccess_key_secret = \"{SECRET}\"\n\
-         [dedupe]\nstore = \"memory\"\n",
+         [dedupe]\nstore = \"memory\"\n[admin]\nlisten = \"off\"\n",
         upstream.addr
     );
     let cfg = config::load_str(&toml, &HashMap::new(), Path::new(".")).map_err(setup)?;

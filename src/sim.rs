@@ -76,6 +76,7 @@ pub fn parse_keys(s: &str) -> Result<HashMap<String, Secret>, String> {
 }
 
 pub(crate) struct Shared {
+    pub(crate) buckets: Mutex<HashMap<String, (f64, std::time::Instant)>>,
     pub(crate) state: SimState,
     pub(crate) faults: Mutex<FaultPlan>,
     pub(crate) tls: Option<Arc<rustls::ServerConfig>>,
@@ -131,6 +132,7 @@ impl SimHandle {
 pub fn start(config: SimConfig, listener: TcpListener) -> std::io::Result<SimHandle> {
     let addr = listener.local_addr()?;
     let shared = Arc::new(Shared {
+        buckets: Mutex::new(HashMap::new()),
         state: SimState::new(config.keys, config.window),
         faults: Mutex::new(config.faults),
         tls: config.tls,

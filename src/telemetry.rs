@@ -1,4 +1,6 @@
-//! Logging setup: `tracing` to stderr, as text or JSON lines.
+//! Logging setup (`tracing` to stderr, as text or JSON lines) and metrics.
+
+pub mod metrics;
 
 use tracing_subscriber::EnvFilter;
 

@@ -23,6 +23,90 @@ pub struct RawConfig {
     pub tls: Option<RawTls>,
     #[serde(default)]
     pub dedupe: RawDedupe,
+    #[serde(default)]
+    pub limiter: RawLimiter,
+    #[serde(default)]
+    pub admin: RawAdmin,
+}
+
+/// `[limiter]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLimiter {
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    #[serde(default = "default_scope")]
+    pub scope: Vec<String>,
+    #[serde(default)]
+    pub initial_rate: Option<f64>,
+    #[serde(default = "default_max_rate")]
+    pub max_rate: f64,
+    #[serde(default = "default_min_rate")]
+    pub min_rate: f64,
+    #[serde(default = "default_decrease")]
+    pub decrease: f64,
+    #[serde(default = "default_increase")]
+    pub increase: f64,
+    #[serde(default = "default_decrease_cooldown")]
+    pub decrease_cooldown: String,
+}
+
+fn default_decrease_cooldown() -> String {
+    "200ms".into()
+}
+
+impl Default for RawLimiter {
+    fn default() -> Self {
+        RawLimiter {
+            enabled: true,
+            scope: default_scope(),
+            initial_rate: None,
+            max_rate: default_max_rate(),
+            min_rate: default_min_rate(),
+            decrease: default_decrease(),
+            increase: default_increase(),
+            decrease_cooldown: default_decrease_cooldown(),
+        }
+    }
+}
+
+fn default_true() -> bool {
+    true
+}
+fn default_scope() -> Vec<String> {
+    vec!["access_key".into(), "region".into(), "action".into()]
+}
+fn default_max_rate() -> f64 {
+    1000.0
+}
+fn default_min_rate() -> f64 {
+    1.0
+}
+fn default_decrease() -> f64 {
+    0.5
+}
+fn default_increase() -> f64 {
+    1.0
+}
+
+/// `[admin]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAdmin {
+    #[serde(default = "default_admin_listen")]
+    pub listen: String,
+}
+
+impl Default for RawAdmin {
+    fn default() -> Self {
+        RawAdmin {
+            listen: default_admin_listen(),
+        }
+    }
+}
+
+fn default_admin_listen() -> String {
+    "127.0.0.1:9090".into()
 }
 
 /// `[dedupe]`
@@ -132,6 +216,17 @@ pub struct RawRetry {
     pub max_delay: String,
     #[serde(default = "default_retry_statuses")]
     pub retry_statuses: Vec<u16>,
+    #[serde(default = "default_budget_ratio")]
+    pub budget_ratio: f64,
+    #[serde(default = "default_budget_min_per_sec")]
+    pub budget_min_per_sec: f64,
+}
+
+fn default_budget_ratio() -> f64 {
+    0.2
+}
+fn default_budget_min_per_sec() -> f64 {
+    10.0
 }
 
 impl Default for RawRetry {
@@ -144,6 +239,8 @@ impl Default for RawRetry {
             throttle_base_delay: default_throttle_base_delay(),
             max_delay: default_max_delay(),
             retry_statuses: default_retry_statuses(),
+            budget_ratio: default_budget_ratio(),
+            budget_min_per_sec: default_budget_min_per_sec(),
         }
     }
 }

@@ -18,6 +18,9 @@ use super::upstream::Upstreams;
 use super::{call, connect};
 use crate::config::Config;
 use crate::dedupe::Dedupe;
+use crate::retry::budget::RetryBudget;
+use crate::retry::limit::AdaptiveLimiter;
+use crate::telemetry::metrics::Metrics;
 use crate::tls::ca::LocalCa;
 
 /// What every connection shares.
@@ -31,6 +34,12 @@ pub struct Shared {
     pub ca: Option<LocalCa>,
     /// The dedupe window, unless disabled.
     pub dedupe: Option<Dedupe>,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// The adaptive rate limiter, unless disabled.
+    pub limiter: Option<AdaptiveLimiter>,
+    /// One retry budget per `[[upstreams]]` entry.
+    pub budgets: Vec<RetryBudget>,
 }
 
 /// An API host a request is for.

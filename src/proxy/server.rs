@@ -15,11 +15,14 @@ use tokio::task::JoinHandle;
 use super::ingress::{Shared, handle};
 use super::upstream::{UpstreamError, Upstreams};
 use crate::config::{Config, StoreKind};
-use crate::dedupe::Dedupe;
 use crate::dedupe::store::embedded::EmbeddedStore;
 use crate::dedupe::store::memory::MemoryStore;
 use crate::dedupe::store::redis::RedisStore;
 use crate::dedupe::store::{Store, StoreError};
+use crate::dedupe::{Dedupe, DedupeStats};
+use crate::retry::budget::RetryBudget;
+use crate::retry::limit::AdaptiveLimiter;
+use crate::telemetry::metrics::Metrics;
 use crate::tls::ca::{CaError, LocalCa};
 
 /// Why the proxy could not start.
@@ -70,12 +73,27 @@ pub fn prepare(config: Arc<Config>) -> Result<Shared, StartError> {
         Some(t) => Some(LocalCa::load(&t.ca_cert, &t.ca_key, t.leaf_cache)?),
         None => None,
     };
-    let dedupe = dedupe(&config)?;
+    let metrics = Arc::new(Metrics::new());
+    let stats = DedupeStats {
+        waited: metrics.dedupe_waits.clone(),
+        store_errors: metrics.dedupe_store_errors.clone(),
+    };
+    let dedupe = dedupe(&config)?.map(|d| d.with_stats(stats));
+    let limiter = config.limiter.clone().map(AdaptiveLimiter::new);
+    let r = &config.retry;
+    let budgets = config
+        .upstreams
+        .iter()
+        .map(|_| RetryBudget::new(r.budget_ratio, r.budget_min_per_sec))
+        .collect();
     Ok(Shared {
         config,
         upstreams,
         ca,
         dedupe,
+        metrics,
+        limiter,
+        budgets,
     })
 }
 
@@ -84,6 +102,8 @@ pub fn prepare(config: Arc<Config>) -> Result<Shared, StartError> {
 pub struct ProxyHandle {
     /// The address it listens on.
     pub addr: SocketAddr,
+    /// The admin listener's address, if any.
+    pub admin_addr: Option<SocketAddr>,
     shutdown: watch::Sender<bool>,
     task: JoinHandle<()>,
 }
@@ -110,18 +130,37 @@ pub async fn bind(config: Arc<Config>) -> Result<ProxyHandle, StartError> {
     start(config, listener).await
 }
 
-/// Starts the proxy on an already bound listener (tests bind 127.0.0.1:0).
+/// Starts the proxy on an already bound listener (tests bind 127.0.0.1:0), and the admin
+/// listener on `[admin] listen` unless it is "off".
 pub async fn start(config: Arc<Config>, listener: TcpListener) -> Result<ProxyHandle, StartError> {
     let addr = listener.local_addr().map_err(|source| StartError::Bind {
         addr: config.proxy.listen,
         source,
     })?;
+    let admin = match config.admin_listen {
+        Some(a) => Some(
+            TcpListener::bind(a)
+                .await
+                .map_err(|source| StartError::Bind { addr: a, source })?,
+        ),
+        None => None,
+    };
     let shared = Arc::new(prepare(config)?);
     let (tx, rx) = watch::channel(false);
+    let admin_addr = match admin {
+        Some(l) => {
+            let a = l.local_addr().ok();
+            tokio::spawn(super::admin::serve(l, shared.clone(), rx.clone()));
+            tracing::info!(addr = ?a, "admin listening (/metrics, /healthz, /readyz)");
+            a
+        }
+        None => None,
+    };
     let task = tokio::spawn(accept_loop(listener, shared, rx));
     tracing::info!(%addr, "idemproxy listening");
     Ok(ProxyHandle {
         addr,
+        admin_addr,
         shutdown: tx,
         task,
     })

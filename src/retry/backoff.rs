@@ -13,9 +13,9 @@ pub enum InvalidBackoff {
     MaxBelowBase,
 }
 
-/// "Equal jitter" exponential backoff: retry `n` (0-based) waits a uniform random time in
-/// `[d/2, d]` where `d = min(max, base * 2^n)`. Half the wait is guaranteed (a storm of
-/// clients still spreads), the other half is random (they do not stay in lock-step).
+/// "Full jitter" exponential backoff (as AWS's architecture blog measured it: the least total
+/// work for a storm of clients): retry `n` (0-based) waits a uniform random time in `[0, d]`
+/// where `d = min(max, base * 2^n)`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Backoff {
     base: Duration,
@@ -48,7 +48,7 @@ impl Backoff {
         } else {
             0.0
         };
-        d / 2 + (d / 2).mul_f64(unit)
+        d.mul_f64(unit)
     }
 
     /// A server hint clamped to the maximum single wait.
@@ -78,7 +78,8 @@ mod tests {
     fn doubles_then_caps() {
         let b = Backoff::try_new(Duration::from_millis(100), Duration::from_millis(1000)).unwrap();
         assert_eq!(b.delay(0, 1.0), Duration::from_millis(100));
-        assert_eq!(b.delay(0, 0.0), Duration::from_millis(50));
+        assert_eq!(b.delay(0, 0.5), Duration::from_millis(50));
+        assert_eq!(b.delay(0, 0.0), Duration::ZERO);
         assert_eq!(b.delay(3, 1.0), Duration::from_millis(800));
         assert_eq!(b.delay(4, 1.0), Duration::from_millis(1000));
         assert_eq!(b.delay(u32::MAX, 1.0), Duration::from_millis(1000));
@@ -94,7 +95,8 @@ mod tests {
             let b = Backoff::try_new(Duration::from_millis(base_ms), Duration::from_millis(base_ms + extra)).unwrap();
             let d = b.delay(n, unit);
             prop_assert!(d <= b.max());
-            prop_assert!(d >= Duration::from_millis(base_ms) / 2);
+            let cap = Duration::from_millis(base_ms).saturating_mul(1u32.checked_shl(n.min(30)).unwrap_or(u32::MAX));
+            prop_assert!(d <= cap);
         }
     }
 }

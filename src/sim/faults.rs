@@ -9,6 +9,9 @@
 //!        | 'seed=' N                       seed of the random faults (default 1)
 //!        | 'kinds=' FAULT ('|' FAULT)*     what random faults pick from
 //!                                          (default 503|500|reset|throttle)
+//!        | 'ratelimit=' N                  at most N requests per second per AccessKeyId and
+//!                                          action (a token bucket holding one second's worth);
+//!                                          over it: 400 Throttling.User with x-acs-retry-after
 //! FAULT := ok | 503 | 500 | reset | throttle[:MS] | throttle-nohint | slow:MS
 //! ```
 //! `503` and `throttle*` refuse before acting; `500`, `reset` and `slow` act first, then
@@ -100,6 +103,8 @@ impl Fault {
 /// The faults a simulator plays.
 #[derive(Debug)]
 pub struct FaultPlan {
+    /// Requests per second per AccessKeyId and action, if limited.
+    pub rate_limit: Option<f64>,
     scripted: HashMap<String, VecDeque<Fault>>,
     random: f64,
     kinds: Vec<Fault>,
@@ -109,6 +114,7 @@ pub struct FaultPlan {
 impl Default for FaultPlan {
     fn default() -> Self {
         FaultPlan {
+            rate_limit: None,
             scripted: HashMap::new(),
             random: 0.0,
             kinds: vec![
@@ -144,6 +150,15 @@ impl FaultPlan {
                         return Err(spec_err(rule, "probability must be between 0 and 1"));
                     }
                     plan.random = p;
+                }
+                "ratelimit" => {
+                    let n: f64 = value
+                        .parse()
+                        .map_err(|_| spec_err(rule, "expected requests per second"))?;
+                    if !(n.is_finite() && n > 0.0) {
+                        return Err(spec_err(rule, "the rate must be positive"));
+                    }
+                    plan.rate_limit = Some(n);
                 }
                 "seed" => {
                     let n: u64 = value

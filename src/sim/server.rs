@@ -199,6 +199,18 @@ async fn serve(shared: &Shared, req: Request<Incoming>) -> Option<SimResponse> {
         fault: (fault != Fault::Ok).then(|| fault.to_string()),
         result,
     };
+    if let Some(wait_ms) = rate_limited(shared, &auth.key_id, &auth.action) {
+        shared.state.record(rec("rejected:Throttling.User".into()));
+        let r = refusal(
+            400,
+            "Throttling.User",
+            "Request was denied due to user flow control.",
+        );
+        let mut resp = error(format, &r);
+        resp.headers_mut()
+            .insert("x-acs-retry-after", HeaderValue::from(wait_ms));
+        return Some(resp);
+    }
     // Faults that refuse before acting.
     let before = match fault {
         Fault::Unavailable => Some(refusal(
@@ -255,6 +267,27 @@ async fn serve(shared: &Shared, req: Request<Incoming>) -> Option<SimResponse> {
         }
         _ => Some(success(&auth.action, result, format)),
     }
+}
+
+/// The per-key token bucket of `ratelimit=N`: `Some(ms until a token)` when empty.
+fn rate_limited(shared: &Shared, key_id: &str, action: &str) -> Option<u64> {
+    let rate = shared
+        .faults
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .rate_limit?;
+    let now = std::time::Instant::now();
+    let mut buckets = shared.buckets.lock().unwrap_or_else(|p| p.into_inner());
+    let (tokens, last) = buckets
+        .entry(format!("{key_id}\n{action}"))
+        .or_insert((rate, now));
+    *tokens = (*tokens + now.duration_since(*last).as_secs_f64() * rate).min(rate);
+    *last = now;
+    if *tokens >= 1.0 {
+        *tokens -= 1.0;
+        return None;
+    }
+    Some((((1.0 - *tokens) / rate) * 1000.0).ceil().max(1.0) as u64)
 }
 
 async fn set_faults(shared: &Shared, req: Request<Incoming>) -> SimResponse {

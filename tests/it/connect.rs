@@ -36,7 +36,7 @@ pub async fn tls_rig(faults: &str, proxy_extra: &str) -> TlsRig {
          [tls]\nca_cert = \"{}\"\nca_key = \"{}\"\n\
          [[upstreams]]\nhosts = [\"{HOST}\"]\nconnect_to = \"{}\"\nca_file = \"{}\"\n\
          [[credentials]]\naccess_key_id = \"{KEY_ID}\"\naccess_key_secret = \"{SECRET}\"\n\
-         [dedupe]\nstore = \"memory\"\n",
+         [dedupe]\nstore = \"memory\"\n[admin]\nlisten = \"127.0.0.1:0\"\n",
         ca_cert.display(),
         ca_key.display(),
         sim.addr,

@@ -78,7 +78,8 @@ async fn throttling_without_a_hint_backs_off_and_succeeds() {
     assert_eq!(reply.status, 200);
     assert_eq!(reply.header("x-idemproxy-attempts"), "3");
     assert_eq!(reply.header("x-idemproxy-token"), "none");
-    assert!(reply.header("x-idemproxy-wait-ms").parse::<u64>().unwrap() > 0);
+    // Full jitter: the wait may round to 0 ms, but it is always reported.
+    assert!(reply.header("x-idemproxy-wait-ms").parse::<u64>().is_ok());
     assert_eq!(rig.sim.ledger().executions, 1);
 }
 

@@ -53,7 +53,7 @@ pub fn proxy_toml_with(
          [retry]\nbase_delay = \"20ms\"\nthrottle_base_delay = \"20ms\"\nmax_delay = \"1s\"\n{retry}\n\
          [[upstreams]]\nhosts = [\"{HOST}\", \"gpdb.*.aliyuncs.com\"]\nconnect_to = \"{sim}\"\nscheme = \"http\"\n\
          [[credentials]]\naccess_key_id = \"{KEY_ID}\"\naccess_key_secret = \"{SECRET}\"\n\
-         [dedupe]\n{dedupe}\n"
+         [admin]\nlisten = \"127.0.0.1:0\"\n[dedupe]\n{dedupe}\n"
     )
 }
 

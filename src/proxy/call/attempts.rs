@@ -13,13 +13,14 @@ use super::{Call, TokenSource, signature};
 use crate::api::error_body::extract_code;
 use crate::api::params::Place;
 use crate::api::time::format_timestamp;
-use crate::config::Config;
 use crate::proxy::body::{Buffered, ProxyBody, boxed, buffer_up_to, full};
+use crate::proxy::ingress::Shared;
 use crate::proxy::ingress::strip_hop_by_hop;
 use crate::proxy::response::{self, ProxyError};
 use crate::proxy::upstream::HttpClient;
-use crate::retry::decide::{Decision, Outcome, Safety, decide};
+use crate::retry::decide::{Decision, Outcome, RetryReason, Safety, decide};
 use crate::retry::hint;
+use crate::retry::limit::NoPermit;
 
 /// Error bodies are read up to this size to find the API error `Code`.
 const ERROR_BODY_LIMIT: usize = 256 * 1024;
@@ -42,39 +43,90 @@ struct Report {
     stopped: Option<&'static str>,
 }
 
-/// Runs the attempts of `call` until a final outcome, within the configured bounds.
-pub(super) async fn execute(cfg: &Config, client: &HttpClient, call: Call) -> Response<ProxyBody> {
-    let r = &cfg.retry;
+/// Runs the attempts of `call` until a final outcome, within the configured bounds: the
+/// deadline, max attempts, the rate limiter (a permit per attempt, taken before signing) and
+/// the upstream's retry budget.
+pub(super) async fn execute(
+    shared: &Shared,
+    client: &HttpClient,
+    call: Call,
+) -> Response<ProxyBody> {
+    let r = &shared.config.retry;
+    let m = &shared.metrics;
     let deadline = Instant::now() + r.deadline;
     let safety = call.safety();
+    let budget = shared.budgets.get(call.target.upstream);
+    if let Some(b) = budget {
+        b.deposit();
+    }
+    let limiter = shared.limiter.as_ref().map(|l| {
+        let region = call.params.get("RegionId").unwrap_or(&call.target.host);
+        (
+            l,
+            l.limiter(&l.key(&call.key_id, region, &call.action, &call.target.host)),
+        )
+    });
     let mut report = Report {
         attempts: 0,
         waited: Duration::ZERO,
         stopped: None,
     };
     let (mut throttles, mut others) = (0u32, 0u32);
+    let mut last: Option<Attempt> = None;
     loop {
+        if let Some((l, key)) = &limiter {
+            match l.acquire(key, deadline).await {
+                Ok(w) => {
+                    m.limiter_wait.inc_by(w.as_secs_f64());
+                    report.waited += w;
+                }
+                Err(NoPermit) => {
+                    report.stopped = Some("deadline");
+                    return match last {
+                        Some(a) => finish(shared, &call, a, report),
+                        None => rate_limited(shared, &call, report),
+                    };
+                }
+            }
+        }
         report.attempts += 1;
+        m.attempts
+            .get_or_create(&vec![("class", call.class.label())])
+            .inc();
         let per_try = r
             .per_try_timeout
             .min(deadline.saturating_duration_since(Instant::now()));
         let req = build_attempt(&call, SystemTime::now());
+        let sent_at = Instant::now();
         let attempt = match tokio::time::timeout(per_try, send(client, req)).await {
             Ok(a) => a,
             Err(_) => Attempt::TimedOut,
         };
+        m.upstream_latency.observe(sent_at.elapsed().as_secs_f64());
         let (decision, hint) = judge(&attempt, safety, &r.retry_statuses);
+        let throttled = matches!(decision, Decision::Retry(RetryReason::Throttled));
+        if let Some((l, key)) = &limiter {
+            if throttled && l.on_throttle(key) {
+                m.limiter_decreases.inc();
+            } else if matches!(&attempt, Attempt::Response { resp, .. } if resp.status().is_success())
+            {
+                l.on_success(key);
+            }
+        }
+        if throttled {
+            m.throttled.inc();
+        }
         let reason = match decision {
-            Decision::Done => return finish(&call, attempt, report),
+            Decision::Done => return finish(shared, &call, attempt, report),
             Decision::Withheld(_) => {
                 report.stopped = Some("unsafe-to-repeat");
-                return finish(&call, attempt, report);
+                return finish(shared, &call, attempt, report);
             }
             Decision::Retry(reason) => reason,
         };
         if report.attempts >= r.max_attempts {
             report.stopped = Some("max-attempts");
-            return finish(&call, attempt, report);
+            return finish(shared, &call, attempt, report);
         }
         let wait = match hint {
             Some(h) => r.backoff.clamp_hint(h),
@@ -88,13 +140,36 @@ pub(super) async fn execute(cfg: &Config, client: &HttpClient, call: Call) -> Re
         }
         if Instant::now() + wait >= deadline {
             report.stopped = Some("deadline");
-            return finish(&call, attempt, report);
+            return finish(shared, &call, attempt, report);
         }
+        if budget.is_some_and(|b| !b.try_withdraw()) {
+            m.budget_refusals.inc();
+            report.stopped = Some("retry-budget");
+            return finish(shared, &call, attempt, report);
+        }
+        m.retries
+            .get_or_create(&vec![("reason", reason.label())])
+            .inc();
         tracing::debug!(action = %call.action, attempt = report.attempts, reason = reason.label(),
             wait_ms = wait.as_millis() as u64, "retrying");
         tokio::time::sleep(wait).await;
+        m.backoff_wait.inc_by(wait.as_secs_f64());
         report.waited += wait;
+        last = Some(attempt);
     }
+}
+
+/// No permit before the deadline and nothing sent yet.
+fn rate_limited(shared: &Shared, call: &Call, report: Report) -> Response<ProxyBody> {
+    let resp = no_response(
+        call,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "Idemproxy.RateLimited",
+        "the API throttled this AccessKey and action; no rate-limiter permit came before the call's \
+         deadline, and nothing was sent"
+            .into(),
+    );
+    decorate(shared, call, resp, "rate-limited", report)
 }
 
 fn judge(attempt: &Attempt, safety: Safety, statuses: &[u16]) -> (Decision, Option<Duration>) {
@@ -203,8 +278,8 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 }
 
 /// Turns the last attempt into the client's response and adds the report headers.
-fn finish(call: &Call, attempt: Attempt, report: Report) -> Response<ProxyBody> {
-    let (mut resp, outcome) = match attempt {
+fn finish(shared: &Shared, call: &Call, attempt: Attempt, report: Report) -> Response<ProxyBody> {
+    let (resp, outcome) = match attempt {
         Attempt::Response { resp, .. } => {
             let s = resp.status().as_u16().to_string();
             (resp, s)
@@ -236,6 +311,37 @@ fn finish(call: &Call, attempt: Attempt, report: Report) -> Response<ProxyBody> 
             "timeout".into(),
         ),
     };
+    decorate(shared, call, resp, &outcome, report)
+}
+
+/// Logs the call, counts it, and adds the report headers.
+fn decorate(
+    shared: &Shared,
+    call: &Call,
+    mut resp: Response<ProxyBody>,
+    outcome: &str,
+    report: Report,
+) -> Response<ProxyBody> {
+    let m = &shared.metrics;
+    let outcome_class = match resp.status().as_u16() {
+        _ if report.stopped == Some("rate-limited") => "rate-limited",
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        _ if resp.headers().contains_key(response::ERROR) => "proxy-error",
+        _ => "5xx",
+    };
+    m.requests
+        .get_or_create(&vec![
+            ("class", call.class.label()),
+            ("outcome", outcome_class),
+        ])
+        .inc();
+    if call.token != TokenSource::None {
+        m.tokens
+            .get_or_create(&vec![("source", call.token.label())])
+            .inc();
+    }
     tracing::info!(
         action = %call.action,
         class = call.class.label(),

@@ -37,7 +37,7 @@ pub(super) async fn run(shared: &Shared, mut call: Call) -> Response<ProxyBody> 
         .map(|d| (d, d.window_for(&call.action)))
         .filter(|(_, w)| !w.is_zero());
     let Some((d, window)) = dedupe else {
-        return attempts::execute(cfg, client, call).await;
+        return attempts::execute(shared, client, call).await;
     };
     let id = CallIdentity {
         key_id: &call.key_id,
@@ -62,7 +62,7 @@ pub(super) async fn run(shared: &Shared, mut call: Call) -> Response<ProxyBody> 
         Ok(Acquired::Reused(token)) => call.reuse_token(token),
         Err(e) if d.fail_open() => {
             tracing::warn!(error = %e, action = %call.action, "dedupe store failed; going on with a fresh token (fail open)");
-            let mut resp = attempts::execute(cfg, client, call).await;
+            let mut resp = attempts::execute(shared, client, call).await;
             resp.headers_mut()
                 .insert(DEDUPE, HeaderValue::from_static("store-unavailable"));
             return resp;
@@ -79,7 +79,7 @@ pub(super) async fn run(shared: &Shared, mut call: Call) -> Response<ProxyBody> 
         }
     }
     let token = call.token_value.clone().unwrap_or_default();
-    let resp = attempts::execute(cfg, client, call).await;
+    let resp = attempts::execute(shared, client, call).await;
     d.release(&fp, &token, window).await;
     resp
 }
