@@ -158,5 +158,39 @@ fn bench(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, bench);
+/// The limiter's cost per attempt when a permit is available: key lookup, permit, and the
+/// success bookkeeping.
+fn bench_limiter(c: &mut Criterion) {
+    use idemproxy::retry::limit::{AdaptiveLimiter, LimiterSettings, ScopePart};
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let l = AdaptiveLimiter::new(LimiterSettings {
+        initial_rate: 1e9,
+        max_rate: 1e9,
+        min_rate: 1.0,
+        decrease: 0.5,
+        increase: 10.0,
+        decrease_cooldown: Duration::from_millis(50),
+        scope: vec![ScopePart::AccessKey, ScopePart::Region, ScopePart::Action],
+    });
+    let far = tokio::time::Instant::now() + Duration::from_secs(3600);
+    c.bench_function("limiter_per_attempt", |b| {
+        b.iter(|| {
+            rt.block_on(async {
+                let k = l.limiter(&l.key(
+                    "testid",
+                    "cn-hangzhou",
+                    "CreateDBInstance",
+                    "gpdb.aliyuncs.com",
+                ));
+                l.acquire(&k, far).await.unwrap();
+                l.on_success(&k);
+            })
+        })
+    });
+}
+
+criterion_group!(benches, bench, bench_limiter);
 criterion_main!(benches);

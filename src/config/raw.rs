@@ -52,7 +52,7 @@ pub struct RawLimiter {
 }
 
 fn default_decrease_cooldown() -> String {
-    "200ms".into()
+    "50ms".into()
 }
 
 impl Default for RawLimiter {
@@ -86,7 +86,7 @@ fn default_decrease() -> f64 {
     0.5
 }
 fn default_increase() -> f64 {
-    1.0
+    10.0
 }
 
 /// `[admin]`

@@ -4,9 +4,11 @@
 //! The rule is AIMD, as TCP and AWS's adaptive retry mode use it:
 //! - on a throttling answer, the key's rate is multiplied by `decrease` (default 0.5), down to
 //!   `min_rate` (default 1/s: the docs' advice is to probe a throttled API at 1 QPS), at most
-//!   once per `decrease_cooldown` (default 200 ms);
-//! - on each success, the rate grows by `increase` permits/s (default 1), up to `max_rate`
-//!   (default 1000/s: gpdb's documented per-account limit for most actions).
+//!   once per `decrease_cooldown` (default 50 ms); when the key really sent fewer attempts in
+//!   the last second than its limit, the cut starts from that measured rate instead (as AWS's
+//!   adaptive retry mode does), so a limit far above the API's comes down in one or two cuts;
+//! - while calls succeed, the rate grows by `increase` permits/s per second (default 10), up to
+//!   `max_rate` (default 1000/s: gpdb's documented per-account limit for most actions).
 //!
 //! The permit is taken before the attempt is signed, so a wait never makes a signature stale,
 //! and a wait never goes past the call's deadline. governor does the metering; since a governor
@@ -31,7 +33,7 @@ pub struct LimiterSettings {
     pub min_rate: f64,
     /// Factor applied on throttling, in (0, 1).
     pub decrease: f64,
-    /// Permits/s added per success.
+    /// Permits/s added per second of successful calls.
     pub increase: f64,
     /// At most one cut per this period: a burst of throttling answers to requests that were
     /// all sent at the old rate is one signal, not many (as TCP cuts once per round trip).
@@ -58,9 +60,10 @@ pub fn decreased(rate: f64, s: &LimiterSettings) -> f64 {
     (rate * s.decrease).max(s.min_rate)
 }
 
-/// The next rate after a success.
-pub fn increased(rate: f64, s: &LimiterSettings) -> f64 {
-    (rate + s.increase).min(s.max_rate)
+/// The rate after `elapsed` of successful calls (at most one second counts at a time, so a
+/// key idle for an hour does not jump back to full speed on its first success).
+pub fn increased(rate: f64, s: &LimiterSettings, elapsed: Duration) -> f64 {
+    (rate + s.increase * elapsed.as_secs_f64().min(1.0)).min(s.max_rate)
 }
 
 fn governor_for(rate: f64) -> DefaultDirectRateLimiter {
@@ -78,32 +81,87 @@ fn governor_for(rate: f64) -> DefaultDirectRateLimiter {
 /// One key's limiter.
 #[derive(Debug)]
 pub struct KeyLimiter {
-    state: Mutex<(f64, Arc<DefaultDirectRateLimiter>)>,
+    state: Mutex<Metered>,
     last_cut: Mutex<Option<Instant>>,
+    last_raise: Mutex<Instant>,
+    sent: Mutex<SendRate>,
+}
+
+/// A key's AIMD rate and the governor limiter metering it.
+#[derive(Debug)]
+struct Metered {
+    /// The AIMD rate.
+    rate: f64,
+    /// The rate `limiter` was built for. A new governor limiter starts with a full burst, so
+    /// it is rebuilt only on a cut or once the rate has grown by 10 %, not on every success.
+    metered: f64,
+    limiter: Arc<DefaultDirectRateLimiter>,
+}
+
+/// Attempts sent in the last second, in ten 100 ms slots.
+#[derive(Debug)]
+struct SendRate {
+    origin: Instant,
+    slots: [(u64, u32); 10],
+}
+
+impl SendRate {
+    fn slot(&self, now: Instant) -> u64 {
+        (now.duration_since(self.origin).as_millis() / 100) as u64
+    }
+
+    fn record(&mut self, now: Instant) {
+        let id = self.slot(now);
+        let s = &mut self.slots[(id % 10) as usize];
+        if s.0 != id {
+            *s = (id, 0);
+        }
+        s.1 += 1;
+    }
+
+    /// Attempts in the last second: the sending rate actually reached, per second.
+    fn per_second(&self, now: Instant) -> f64 {
+        let id = self.slot(now);
+        self.slots
+            .iter()
+            .filter(|(s, _)| *s <= id && s.saturating_add(10) > id)
+            .map(|(_, n)| f64::from(*n))
+            .sum()
+    }
 }
 
 impl KeyLimiter {
     fn new(rate: f64) -> Self {
         KeyLimiter {
-            state: Mutex::new((rate, Arc::new(governor_for(rate)))),
+            state: Mutex::new(Metered {
+                rate,
+                metered: rate,
+                limiter: Arc::new(governor_for(rate)),
+            }),
             last_cut: Mutex::new(None),
+            last_raise: Mutex::new(Instant::now()),
+            sent: Mutex::new(SendRate {
+                origin: Instant::now(),
+                slots: [(u64::MAX, 0); 10],
+            }),
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, (f64, Arc<DefaultDirectRateLimiter>)> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Metered> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The current rate.
     pub fn rate(&self) -> f64 {
-        self.lock().0
+        self.lock().rate
     }
 
     fn set(&self, rate: f64) {
         let mut s = self.lock();
-        // Rebuild only on a real change (a success at max rate changes nothing).
-        if (s.0 - rate).abs() >= f64::EPSILON {
-            *s = (rate, Arc::new(governor_for(rate)));
+        s.rate = rate;
+        if rate < s.metered || rate >= s.metered * 1.1 {
+            s.metered = rate;
+            s.limiter = Arc::new(governor_for(rate));
         }
     }
 }
@@ -170,13 +228,16 @@ impl AdaptiveLimiter {
     /// Waits for a permit until `deadline`; returns how long it waited.
     pub async fn acquire(&self, l: &KeyLimiter, deadline: Instant) -> Result<Duration, NoPermit> {
         let start = Instant::now();
-        let g = l.lock().1.clone();
-        if g.check().is_ok() {
-            return Ok(Duration::ZERO);
+        let g = l.lock().limiter.clone();
+        if g.check().is_err() {
+            tokio::time::timeout_at(deadline, g.until_ready())
+                .await
+                .map_err(|_| NoPermit)?;
         }
-        tokio::time::timeout_at(deadline, g.until_ready())
-            .await
-            .map_err(|_| NoPermit)?;
+        l.sent
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .record(Instant::now());
         Ok(start.elapsed())
     }
 
@@ -188,15 +249,31 @@ impl AdaptiveLimiter {
             return false;
         }
         *last = Some(now);
-        l.set(decreased(l.rate(), &self.settings));
+        // Cut from what was really sent when that is below the limit (a limit far above the
+        // API's would otherwise take many cuts to come down: AWS's adaptive mode does the same).
+        let measured = l
+            .sent
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .per_second(now);
+        let base = if measured >= 1.0 {
+            l.rate().min(measured)
+        } else {
+            l.rate()
+        };
+        l.set(decreased(base, &self.settings));
+        *l.last_raise.lock().unwrap_or_else(|p| p.into_inner()) = now;
         true
     }
 
-    /// A success for `l`: raise its rate a little.
+    /// A success for `l`: raise its rate by `increase` per second since the last raise.
     pub fn on_success(&self, l: &KeyLimiter) {
         let r = l.rate();
         if r < self.settings.max_rate {
-            l.set(increased(r, &self.settings));
+            let now = Instant::now();
+            let mut last = l.last_raise.lock().unwrap_or_else(|p| p.into_inner());
+            l.set(increased(r, &self.settings, now.duration_since(*last)));
+            *last = now;
         }
     }
 
@@ -233,8 +310,13 @@ mod tests {
         let s = settings();
         assert_eq!(decreased(100.0, &s), 50.0);
         assert_eq!(decreased(1.5, &s), 1.0);
-        assert_eq!(increased(50.0, &s), 51.0);
-        assert_eq!(increased(99.5, &s), 100.0);
+        assert_eq!(increased(50.0, &s, Duration::from_millis(500)), 50.5);
+        assert_eq!(increased(99.5, &s, Duration::from_secs(1)), 100.0);
+        assert_eq!(
+            increased(50.0, &s, Duration::from_secs(3600)),
+            51.0,
+            "one second at most"
+        );
     }
 
     #[test]
@@ -250,7 +332,7 @@ mod tests {
         assert_eq!(l.limiter("y").rate(), 100.0);
         assert_eq!(l.state(), (2, 1));
         l.on_success(&a);
-        assert_eq!(a.rate(), 51.0);
+        assert!(a.rate() > 50.0 && a.rate() <= 51.0);
     }
 
     #[tokio::test]
@@ -279,7 +361,7 @@ mod tests {
             let s = settings();
             let mut r = s.initial_rate;
             for throttled in events {
-                r = if throttled { decreased(r, &s) } else { increased(r, &s) };
+                r = if throttled { decreased(r, &s) } else { increased(r, &s, Duration::from_millis(300)) };
                 prop_assert!(r >= s.min_rate && r <= s.max_rate);
             }
         }

@@ -245,26 +245,35 @@ fn dead_redis() -> String {
     format!("redis://{addr}/0")
 }
 
-/// A proxy as a real process, killed on drop.
-struct ProxyProcess {
+/// A proxy as a real process, killed on drop; its log lines are kept.
+pub struct ProxyProcess {
     child: Child,
-    addr: SocketAddr,
+    pub addr: SocketAddr,
+    pub logs: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl ProxyProcess {
-    fn start(config: &Path) -> Self {
+    pub fn start(config: &Path) -> Self {
+        Self::start_with_env(config, &[])
+    }
+
+    pub fn start_with_env(config: &Path, env: &[(&str, &str)]) -> Self {
         let mut child = Command::new(BIN)
             .args(["--log-format", "json", "--config"])
             .arg(config)
+            .envs(env.iter().copied())
             .stderr(Stdio::piped())
             .stdout(Stdio::null())
             .spawn()
             .unwrap();
         let stderr = child.stderr.take().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
+        let logs = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let kept = logs.clone();
         std::thread::spawn(move || {
             let mut tx = Some(tx);
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                kept.lock().unwrap().push(line.clone());
                 let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else {
                     continue;
                 };
@@ -282,10 +291,11 @@ impl ProxyProcess {
         ProxyProcess {
             child,
             addr: addr.parse().unwrap(),
+            logs,
         }
     }
 
-    fn kill9(&mut self) {
+    pub fn kill9(&mut self) {
         let _ = Command::new("kill")
             .args(["-9", &self.child.id().to_string()])
             .status();
@@ -300,7 +310,7 @@ impl Drop for ProxyProcess {
     }
 }
 
-fn write_config(dir: &Path, name: &str, sim: SocketAddr, dedupe: &str) -> std::path::PathBuf {
+pub fn write_config(dir: &Path, name: &str, sim: SocketAddr, dedupe: &str) -> std::path::PathBuf {
     let path = dir.join(name);
     std::fs::write(&path, proxy_toml_with(sim, "", "", dedupe)).unwrap();
     path

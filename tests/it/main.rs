@@ -9,6 +9,8 @@ mod connect;
 mod dedupe;
 mod ingress;
 mod interop;
+mod limits;
+mod logs;
 mod retry;
 mod signing;
 mod support;
