@@ -229,16 +229,19 @@ impl AdaptiveLimiter {
     pub async fn acquire(&self, l: &KeyLimiter, deadline: Instant) -> Result<Duration, NoPermit> {
         let start = Instant::now();
         let g = l.lock().limiter.clone();
-        if g.check().is_err() {
+        let waited = if g.check().is_ok() {
+            Duration::ZERO
+        } else {
             tokio::time::timeout_at(deadline, g.until_ready())
                 .await
                 .map_err(|_| NoPermit)?;
-        }
+            start.elapsed()
+        };
         l.sent
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .record(Instant::now());
-        Ok(start.elapsed())
+        Ok(waited)
     }
 
     /// A throttling answer for `l`: cut its rate (at most once per cooldown). True if cut.
