@@ -25,6 +25,7 @@ use crate::api::params::{Params, Place};
 use crate::config::Config;
 use crate::retry::decide::Safety;
 use crate::secret::Secret;
+use crate::telemetry::metrics::Metrics;
 use signature::{Identity, Signing};
 
 /// Longest ClientToken the API accepts.
@@ -123,6 +124,7 @@ pub async fn run(
         Ok(Buffered::Complete(b)) => b,
         Ok(Buffered::TooLarge(stream)) => {
             return send_once(
+                &shared.metrics,
                 client,
                 &target,
                 scheme,
@@ -158,7 +160,16 @@ pub async fn run(
                 })
         }
         Ok(Prepared::Passthrough(reason)) => {
-            send_once(client, &target, scheme, parts, full(body), reason).await
+            send_once(
+                &shared.metrics,
+                client,
+                &target,
+                scheme,
+                parts,
+                full(body),
+                reason,
+            )
+            .await
         }
         Err(e) => e.host(&target.host).into_response(),
     }
@@ -273,6 +284,7 @@ fn settle_token(
 
 /// Sends a request to the API upstream once, untouched, without retries.
 async fn send_once(
+    metrics: &Metrics,
     client: &HttpClient,
     target: &Target,
     scheme: &str,
@@ -294,6 +306,10 @@ async fn send_once(
         parts.headers.insert(header::HOST, v);
     }
     tracing::info!(host = %target.host, passthrough = reason, "forwarded once without retries");
+    metrics
+        .passthrough
+        .get_or_create(&vec![("reason", reason)])
+        .inc();
     let mut resp = match client.request(Request::from_parts(parts, body)).await {
         Ok(r) => {
             let (mut p, b) = r.into_parts();
