@@ -230,6 +230,20 @@ async fn metrics_health_and_readiness() {
         metric(&after, "idemproxy_upstream_latency_seconds_count"),
         3.0
     );
+
+    // An unsigned call is forwarded once, untouched, and counted.
+    let req = Request::post(format!("http://{HOST}/?Action=DescribeRegions&Format=JSON"))
+        .header("host", HOST)
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    client::send(Route::Proxy(proxy.addr), req, Duration::from_secs(10))
+        .await
+        .unwrap();
+    let (_, later) = get(admin, "/metrics").await;
+    assert_eq!(
+        metric(&later, "idemproxy_passthrough_total{reason=\"unsigned\"}"),
+        1.0
+    );
 }
 
 #[tokio::test]
