@@ -3,7 +3,10 @@
 //! Sources, later wins: serde defaults, the TOML file, `IDEMPROXY__SECTION__KEY` environment
 //! variables. Unknown keys are refused, and every error names the key it is about.
 
+mod proxy;
 mod raw;
+
+pub use proxy::{Cidr, ConnectOther, ProxySettings};
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -117,28 +120,6 @@ pub struct TlsSettings {
     pub ca_key: PathBuf,
     /// How many hosts' leaf certificates are kept in memory.
     pub leaf_cache: usize,
-}
-
-/// What `CONNECT` to a host that is not an API host gets.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ConnectOther {
-    /// A blind TCP tunnel.
-    Tunnel,
-    /// A 403 refusal.
-    Refuse,
-}
-
-/// `[proxy]`
-#[derive(Debug, Clone)]
-pub struct ProxySettings {
-    /// Where the proxy listens.
-    pub listen: SocketAddr,
-    /// The API host that origin-form (gateway) requests are sent to, if any.
-    pub gateway_upstream: Option<String>,
-    /// Request bodies up to this size are buffered and can be retried; larger ones go once.
-    pub max_replay_body: usize,
-    /// `CONNECT` to hosts that are not API hosts.
-    pub connect_other: ConnectOther,
 }
 
 /// `[retry]`
@@ -306,39 +287,14 @@ fn validate(
     env: &HashMap<String, String>,
     base: &Path,
 ) -> Result<Config, ConfigError> {
-    let listen = raw.proxy.listen.parse().map_err(|_| {
-        invalid(
-            "proxy.listen",
-            format!(
-                "{:?} is not an address like 127.0.0.1:8080",
-                raw.proxy.listen
-            ),
-        )
-    })?;
     let upstreams = raw
         .upstreams
         .iter()
         .enumerate()
         .map(|(i, u)| upstream(i, u, base))
         .collect::<Result<Vec<_>, _>>()?;
-    let max_replay_body = usize::try_from(raw.proxy.max_replay_body)
-        .map_err(|_| invalid("proxy.max_replay_body", "too large"))?;
     let config = Config {
-        proxy: ProxySettings {
-            listen,
-            gateway_upstream: raw.proxy.gateway_upstream,
-            max_replay_body,
-            connect_other: match raw.proxy.connect_other.as_str() {
-                "tunnel" => ConnectOther::Tunnel,
-                "refuse" => ConnectOther::Refuse,
-                other => {
-                    return Err(invalid(
-                        "proxy.connect_other",
-                        format!("{other:?} is not \"tunnel\" or \"refuse\""),
-                    ));
-                }
-            },
-        },
+        proxy: proxy::settings(raw.proxy, env, base)?,
         dedupe: dedupe(&raw.dedupe, base)?,
         limiter: limiter(&raw.limiter)?,
         admin_listen: match raw.admin.listen.as_str() {

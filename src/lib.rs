@@ -20,6 +20,7 @@ pub mod config;
 pub mod dedupe;
 pub mod demo;
 pub mod proxy;
+pub mod replay;
 pub mod retry;
 pub mod secret;
 pub mod sim;

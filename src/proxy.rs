@@ -5,6 +5,7 @@
 //! `call` runs an API call: parse, verify, token, then per attempt re-sign -> send -> decide;
 //! `upstream` owns the pooled HTTPS clients.
 
+pub mod access;
 pub mod admin;
 pub mod body;
 pub mod call;

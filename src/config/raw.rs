@@ -185,6 +185,50 @@ pub struct RawProxy {
     pub max_replay_body: u64,
     #[serde(default = "default_connect_other")]
     pub connect_other: String,
+    #[serde(default = "default_replay_window")]
+    pub replay_window: String,
+    #[serde(default = "default_replay_max_nonces")]
+    pub replay_max_nonces: usize,
+    #[serde(default)]
+    pub allow_clients: Vec<String>,
+    #[serde(default)]
+    pub auth_token_env: Option<String>,
+    #[serde(default)]
+    pub auth_token_file: Option<String>,
+    #[serde(default)]
+    pub allow_targets: Vec<String>,
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    #[serde(default = "default_header_read_timeout")]
+    pub header_read_timeout: String,
+    #[serde(default = "default_max_header_bytes")]
+    pub max_header_bytes: usize,
+    #[serde(default = "default_max_headers")]
+    pub max_headers: usize,
+    #[serde(default = "default_shutdown_grace")]
+    pub shutdown_grace: String,
+}
+
+fn default_replay_window() -> String {
+    "15m".into()
+}
+fn default_replay_max_nonces() -> usize {
+    200_000
+}
+fn default_max_connections() -> usize {
+    4096
+}
+fn default_header_read_timeout() -> String {
+    "10s".into()
+}
+fn default_max_header_bytes() -> usize {
+    64 * 1024
+}
+fn default_max_headers() -> usize {
+    100
+}
+fn default_shutdown_grace() -> String {
+    "30s".into()
 }
 
 impl Default for RawProxy {
@@ -194,6 +238,17 @@ impl Default for RawProxy {
             gateway_upstream: None,
             max_replay_body: default_max_replay_body(),
             connect_other: default_connect_other(),
+            replay_window: default_replay_window(),
+            replay_max_nonces: default_replay_max_nonces(),
+            allow_clients: Vec::new(),
+            auth_token_env: None,
+            auth_token_file: None,
+            allow_targets: Vec::new(),
+            max_connections: default_max_connections(),
+            header_read_timeout: default_header_read_timeout(),
+            max_header_bytes: default_max_header_bytes(),
+            max_headers: default_max_headers(),
+            shutdown_grace: default_shutdown_grace(),
         }
     }
 }

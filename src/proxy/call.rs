@@ -23,6 +23,7 @@ use super::upstream::HttpClient;
 use crate::api::classify::ActionClass;
 use crate::api::params::{Params, Place};
 use crate::config::Config;
+use crate::replay::ReplayGuard;
 use crate::retry::decide::Safety;
 use crate::secret::Secret;
 use crate::telemetry::metrics::Metrics;
@@ -143,21 +144,24 @@ pub async fn run(
             .into_response();
         }
     };
-    match prepare(cfg, &target, scheme, &parts, &body) {
+    match prepare(cfg, &shared.replay, &target, scheme, &parts, &body) {
         Ok(Prepared::Call(call)) => {
             // Detached from the client connection: if the client gives up (times out), the
             // retries still finish and the dedupe entry is released for its re-send.
             let shared = shared.clone();
-            tokio::spawn(async move { window::run(&shared, *call).await })
-                .await
-                .unwrap_or_else(|e| {
-                    ProxyError::new(
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        "Idemproxy.Internal",
-                        format!("call task failed: {e}"),
-                    )
-                    .into_response()
-                })
+            tokio::spawn(async move {
+                let _running = shared.inflight.enter();
+                window::run(&shared, *call).await
+            })
+            .await
+            .unwrap_or_else(|e| {
+                ProxyError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "Idemproxy.Internal",
+                    format!("call task failed: {e}"),
+                )
+                .into_response()
+            })
         }
         Ok(Prepared::Passthrough(reason)) => {
             send_once(
@@ -193,6 +197,7 @@ fn is_form(parts: &Parts) -> bool {
 
 fn prepare(
     cfg: &Config,
+    replay: &ReplayGuard,
     target: &Target,
     scheme: &'static str,
     parts: &Parts,
@@ -209,7 +214,7 @@ fn prepare(
     };
     let mut params = Params::parse(parts.uri.query(), body_str)
         .map_err(|e| bad_request("InvalidParameter", e.to_string()))?;
-    let v = match signature::identify(cfg, parts, &params, body)? {
+    let v = match signature::identify(cfg, replay, parts, &params, body)? {
         Identity::Verified(v) => v,
         Identity::Passthrough(reason) => return Ok(Prepared::Passthrough(reason)),
     };

@@ -10,15 +10,14 @@ use std::sync::Arc;
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
+use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
 
 use super::body::{ProxyBody, full};
-use super::call;
 use super::ingress::{Shared, Target, normalize_host, target};
 use super::response::ProxyError;
+use super::{access, call};
 use crate::config::ConnectOther;
 
 /// Answers a `CONNECT` request and starts the tunnel task.
@@ -36,6 +35,7 @@ pub async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Pro
     match shared.config.upstream_for(&host) {
         Some((upstream, _)) => intercept(shared, req, target(upstream, host, Some(port).filter(|p| *p != 443))),
         None => match shared.config.proxy.connect_other {
+            ConnectOther::Tunnel if !access::target_allowed(&shared.config.proxy, &host) => access::target_refused(&host),
             ConnectOther::Tunnel => tunnel(req, host, port).await,
             ConnectOther::Refuse => ProxyError::new(
                 StatusCode::FORBIDDEN,
@@ -87,14 +87,12 @@ fn intercept(shared: Arc<Shared>, req: Request<Incoming>, target: Target) -> Res
                     "client TLS handshake failed (does the client trust the idemproxy CA?)");
             }
         };
+        let builder = super::server::conn_builder(&shared.config.proxy);
         let svc = service_fn(move |req| {
             let (shared, target) = (shared.clone(), target.clone());
             async move { Ok::<_, std::convert::Infallible>(call::run(&shared, target, req).await) }
         });
-        if let Err(e) = auto::Builder::new(TokioExecutor::new())
-            .serve_connection(TokioIo::new(stream), svc)
-            .await
-        {
+        if let Err(e) = builder.serve_connection(TokioIo::new(stream), svc).await {
             tracing::debug!(error = %e, "intercepted connection ended with an error");
         }
     });

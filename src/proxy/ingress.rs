@@ -15,9 +15,10 @@ use hyper::body::Incoming;
 use super::body::{ProxyBody, boxed};
 use super::response::ProxyError;
 use super::upstream::Upstreams;
-use super::{call, connect};
+use super::{access, call, connect};
 use crate::config::Config;
 use crate::dedupe::Dedupe;
+use crate::replay::ReplayGuard;
 use crate::retry::budget::RetryBudget;
 use crate::retry::limit::AdaptiveLimiter;
 use crate::telemetry::metrics::Metrics;
@@ -40,6 +41,58 @@ pub struct Shared {
     pub limiter: Option<AdaptiveLimiter>,
     /// One retry budget per `[[upstreams]]` entry.
     pub budgets: Vec<RetryBudget>,
+    /// Caller timestamps and nonces.
+    pub replay: ReplayGuard,
+    /// API calls running (they outlive their client connection).
+    pub inflight: InFlight,
+}
+
+/// Counts running calls so that shutdown can wait for them.
+#[derive(Debug, Default)]
+pub struct InFlight {
+    count: std::sync::atomic::AtomicUsize,
+    idle: tokio::sync::Notify,
+}
+
+/// Held by a running call.
+#[derive(Debug)]
+pub struct InFlightGuard<'a>(&'a InFlight);
+
+impl InFlight {
+    /// Registers a running call until the guard drops.
+    pub fn enter(&self) -> InFlightGuard<'_> {
+        self.count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        InFlightGuard(self)
+    }
+
+    /// Calls running now.
+    pub fn count(&self) -> usize {
+        self.count.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Waits until no call runs.
+    pub async fn idle(&self) {
+        loop {
+            let notified = self.idle.notified();
+            if self.count() == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+impl Drop for InFlightGuard<'_> {
+    fn drop(&mut self) {
+        if self
+            .0
+            .count
+            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst)
+            == 1
+        {
+            self.0.idle.notify_waiters();
+        }
+    }
 }
 
 /// An API host a request is for.
@@ -63,12 +116,22 @@ pub async fn handle(
     shared: Arc<Shared>,
     req: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, Infallible> {
+    if !access::authorized(&shared.config.proxy, req.headers()) {
+        return Ok(access::challenge());
+    }
     if req.method() == Method::CONNECT {
         return Ok(connect::handle(shared, req).await);
     }
     let resp = match route(&shared.config, &req) {
         Err(e) => e.into_response(),
-        Ok(Route::Other) => forward_other(&shared, req).await,
+        Ok(Route::Other) => {
+            let host = req.uri().host().map(normalize_host).unwrap_or_default();
+            if access::target_allowed(&shared.config.proxy, &host) {
+                forward_other(&shared, req).await
+            } else {
+                access::target_refused(&host)
+            }
+        }
         Ok(Route::Api(target)) => call::run(&shared, target, req).await,
     };
     Ok(resp)

@@ -6,20 +6,22 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
 
-use super::ingress::{Shared, handle};
+use super::ingress::{InFlight, Shared, handle};
 use super::upstream::{UpstreamError, Upstreams};
-use crate::config::{Config, StoreKind};
+use crate::config::{Config, ProxySettings, StoreKind};
 use crate::dedupe::store::embedded::EmbeddedStore;
 use crate::dedupe::store::memory::MemoryStore;
 use crate::dedupe::store::redis::RedisStore;
 use crate::dedupe::store::{Store, StoreError};
 use crate::dedupe::{Dedupe, DedupeStats};
+use crate::replay::ReplayGuard;
 use crate::retry::budget::RetryBudget;
 use crate::retry::limit::AdaptiveLimiter;
 use crate::telemetry::metrics::Metrics;
@@ -86,6 +88,7 @@ pub fn prepare(config: Arc<Config>) -> Result<Shared, StartError> {
         .iter()
         .map(|_| RetryBudget::new(r.budget_ratio, r.budget_min_per_sec))
         .collect();
+    let replay = ReplayGuard::new(config.proxy.replay_window, config.proxy.replay_max_nonces);
     Ok(Shared {
         config,
         upstreams,
@@ -94,6 +97,8 @@ pub fn prepare(config: Arc<Config>) -> Result<Shared, StartError> {
         metrics,
         limiter,
         budgets,
+        replay,
+        inflight: InFlight::default(),
     })
 }
 
@@ -166,15 +171,33 @@ pub async fn start(config: Arc<Config>, listener: TcpListener) -> Result<ProxyHa
     })
 }
 
+/// The HTTP server settings every client connection gets (plain, and inside CONNECT).
+pub(crate) fn conn_builder(p: &ProxySettings) -> auto::Builder<TokioExecutor> {
+    let mut b = auto::Builder::new(TokioExecutor::new());
+    b.http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(p.header_read_timeout)
+        .max_buf_size(p.max_header_bytes)
+        .max_headers(p.max_headers);
+    b.http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(p.max_header_bytes).unwrap_or(u32::MAX));
+    b
+}
+
 async fn accept_loop(
     listener: TcpListener,
     shared: Arc<Shared>,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let p = &shared.config.proxy;
+    let slots = Arc::new(Semaphore::new(p.max_connections));
+    let graceful = GracefulShutdown::new();
+    let builder = Arc::new(conn_builder(p));
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
-            _ = shutdown.changed() => return,
+            _ = shutdown.changed() => break,
         };
         let (stream, peer) = match accepted {
             Ok(x) => x,
@@ -185,17 +208,47 @@ async fn accept_loop(
                 continue;
             }
         };
+        if !p.allow_clients.is_empty() && !p.allow_clients.iter().any(|c| c.contains(peer.ip())) {
+            tracing::warn!(%peer, "connection refused: client not in proxy.allow_clients");
+            continue;
+        }
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            tracing::warn!(%peer, max = p.max_connections, "connection refused: proxy.max_connections reached");
+            continue;
+        };
         let _ = stream.set_nodelay(true);
-        let shared = shared.clone();
+        let handler = shared.clone();
+        let svc = service_fn(move |req| handle(handler.clone(), req));
+        let conn = builder
+            .serve_connection_with_upgrades(TokioIo::new(stream), svc)
+            .into_owned();
+        let conn = graceful.watch(conn);
         tokio::spawn(async move {
-            let svc = service_fn(move |req| handle(shared.clone(), req));
-            let builder = auto::Builder::new(TokioExecutor::new());
-            if let Err(e) = builder
-                .serve_connection_with_upgrades(TokioIo::new(stream), svc)
-                .await
-            {
+            if let Err(e) = conn.await {
                 tracing::debug!(%peer, error = %e, "client connection ended with an error");
             }
+            drop(slot);
         });
     }
+    drop(listener);
+    // Stop accepting, let open requests finish (their connections close after the response),
+    // then wait for detached calls, all within the grace period.
+    let deadline = tokio::time::Instant::now() + p.shutdown_grace;
+    let open = graceful.count();
+    if tokio::time::timeout_at(deadline, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(open, "grace period over with client connections still open");
+    }
+    if tokio::time::timeout_at(deadline, shared.inflight.idle())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            calls = shared.inflight.count(),
+            "grace period over with calls still running"
+        );
+    }
+    tracing::info!("stopped");
 }

@@ -5,6 +5,8 @@
 //! hash. A re-signed V3 attempt signs exactly the headers the caller signed, plus `host`,
 //! `x-acs-date`, `x-acs-signature-nonce` and `x-acs-content-sha256`, which the proxy sets.
 
+use std::time::SystemTime;
+
 use bytes::Bytes;
 use http::request::Parts;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -14,6 +16,7 @@ use crate::api::params::{Params, Place};
 use crate::api::{v1, v3};
 use crate::config::Config;
 use crate::proxy::response::ProxyError;
+use crate::replay::ReplayGuard;
 use crate::secret::Secret;
 
 /// Headers the proxy sets on every V3 attempt, so they are always signed.
@@ -81,6 +84,7 @@ pub(super) fn received_host(parts: &Parts) -> String {
 /// Identifies and verifies the caller's signature.
 pub(super) fn identify(
     cfg: &Config,
+    replay: &ReplayGuard,
     parts: &Parts,
     params: &Params,
     body: &Bytes,
@@ -91,7 +95,7 @@ pub(super) fn identify(
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
     if authz.starts_with("ACS3-") {
-        return identify_v3(cfg, parts, params, body, authz);
+        return identify_v3(cfg, replay, parts, params, body, authz);
     }
     let (Some(_), Some(key_id)) = (params.get(v1::SIGNATURE), params.get("AccessKeyId")) else {
         return Ok(Identity::Passthrough("unsigned"));
@@ -108,6 +112,14 @@ pub(super) fn identify(
     if let Err(sts) = v1::verify_params(secret, parts.method.as_str(), params) {
         return Err(bad("SignatureDoesNotMatch", mismatch(&sts)).format(format));
     }
+    replay
+        .check(
+            key_id,
+            params.get(v1::TIMESTAMP),
+            params.get(v1::NONCE),
+            SystemTime::now(),
+        )
+        .map_err(|e| bad(e.code(), e.to_string()).format(format))?;
     let Some(action) = params.get("Action") else {
         return Err(bad(
             "MissingParameter",
@@ -131,6 +143,7 @@ fn header_str<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
 
 fn identify_v3(
     cfg: &Config,
+    replay: &ReplayGuard,
     parts: &Parts,
     params: &Params,
     body: &Bytes,
@@ -166,6 +179,13 @@ fn identify_v3(
     if !v3::verify(secret, &sts, &auth.signature) {
         return Err(bad("SignatureDoesNotMatch", mismatch(&sts)));
     }
+    let (date, nonce) = (
+        header_str(&parts.headers, "x-acs-date"),
+        header_str(&parts.headers, "x-acs-signature-nonce"),
+    );
+    replay
+        .check(&auth.key_id, date, nonce, SystemTime::now())
+        .map_err(|e| bad(e.code(), e.to_string()))?;
     let Some(action) = header_str(&parts.headers, "x-acs-action") else {
         return Err(bad(
             "MissingParameter",
