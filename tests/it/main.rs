@@ -7,6 +7,7 @@
 mod cli;
 mod connect;
 mod dedupe;
+mod hardening;
 mod ingress;
 mod interop;
 mod limits;
