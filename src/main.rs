@@ -68,6 +68,15 @@ enum Command {
     },
     /// Run the offline demo: simulator + proxy + a faulty workload, and print what happened.
     Demo,
+    /// Exit 0 if an admin endpoint answers 200 (for container HEALTHCHECKs).
+    Healthcheck {
+        /// The address of the admin listener.
+        #[arg(long, default_value = "127.0.0.1:9090")]
+        admin: SocketAddr,
+        /// The path to probe.
+        #[arg(long, default_value = "/healthz")]
+        path: String,
+    },
     /// Manage the local CA used to intercept HTTPS (CONNECT) to API hosts.
     Ca {
         #[command(subcommand)]
@@ -201,6 +210,33 @@ fn main() -> ExitCode {
                 Err(e) => {
                     eprintln!("idemproxy simulate: {e}");
                     ExitCode::from(EX_USAGE)
+                }
+            }
+        }
+        Command::Healthcheck { admin, path } => {
+            let probe = async {
+                let req = http::Request::get(path.as_str())
+                    .header(http::header::HOST, admin.to_string())
+                    .body(http_body_util::Full::new(bytes::Bytes::new()))?;
+                let reply = idemproxy::client::send(
+                    idemproxy::client::Route::Direct(admin),
+                    req,
+                    Duration::from_secs(3),
+                )
+                .await?;
+                anyhow::ensure!(
+                    reply.status.is_success(),
+                    "{} answered {}",
+                    path,
+                    reply.status
+                );
+                Ok(())
+            };
+            match rt.block_on(probe) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("idemproxy healthcheck: {e:#}");
+                    ExitCode::FAILURE
                 }
             }
         }

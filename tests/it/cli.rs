@@ -136,3 +136,26 @@ fn ca_init_writes_a_private_key_refuses_to_overwrite_and_explains_trust() {
     assert!(!again.status.success());
     assert!(String::from_utf8_lossy(&again.stderr).contains("--force"));
 }
+
+#[tokio::test]
+async fn healthcheck_probes_the_admin_listener() {
+    let sim = crate::support::start_sim("").await;
+    let proxy = crate::support::start_proxy(&crate::support::proxy_toml(sim.addr, "", "")).await;
+    let admin = proxy.admin_addr.unwrap().to_string();
+    let ok = tokio::process::Command::new(BIN)
+        .args(["healthcheck", "--admin", &admin])
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let missing = tokio::process::Command::new(BIN)
+        .args(["healthcheck", "--admin", &admin, "--path", "/nope"])
+        .output()
+        .await
+        .unwrap();
+    assert!(!missing.status.success());
+}
