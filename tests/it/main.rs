@@ -13,6 +13,7 @@ mod interop;
 mod limits;
 mod logs;
 mod retry;
+mod robustness;
 mod signing;
 mod support;
 mod v3;
