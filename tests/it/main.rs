@@ -4,6 +4,7 @@
 // Test helpers outside #[test] functions unwrap freely: a failure is a test failure.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod chaos;
 mod cli;
 mod connect;
 mod dedupe;
