@@ -10,6 +10,7 @@ pub mod fingerprint;
 pub mod store;
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use prometheus_client::metrics::counter::Counter;
 use std::time::Duration;
@@ -17,6 +18,13 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use store::{Claim, Entry, Store, StoreError, now_ms};
+
+/// This process's owner id for in-flight markers: one per process, so a config reload (a new
+/// `Dedupe` over the same store) still recognises its own calls in flight.
+fn process_owner() -> &'static str {
+    static OWNER: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    OWNER.get_or_init(|| uuid::Uuid::new_v4().to_string())
+}
 
 /// How often a waiting re-send looks at the store again.
 const POLL: Duration = Duration::from_millis(25);
@@ -42,7 +50,7 @@ pub struct DedupeStats {
 /// The dedupe window and its store.
 #[derive(Debug)]
 pub struct Dedupe {
-    store: Store,
+    store: Arc<Store>,
     owner: String,
     window: Duration,
     per_action: HashMap<String, Duration>,
@@ -54,14 +62,14 @@ pub struct Dedupe {
 impl Dedupe {
     /// A dedupe over `store` with a global window and per-action overrides.
     pub fn new(
-        store: Store,
+        store: Arc<Store>,
         window: Duration,
         per_action: HashMap<String, Duration>,
         fail_open: bool,
     ) -> Self {
         Dedupe {
             store,
-            owner: uuid::Uuid::new_v4().to_string(),
+            owner: process_owner().to_owned(),
             window,
             per_action,
             fail_open,
@@ -86,7 +94,7 @@ impl Dedupe {
     }
 
     /// The store.
-    pub fn store(&self) -> &Store {
+    pub fn store(&self) -> &Arc<Store> {
         &self.store
     }
 
@@ -150,12 +158,11 @@ impl Dedupe {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
     use store::memory::MemoryStore;
 
     fn dedupe() -> Arc<Dedupe> {
         Arc::new(Dedupe::new(
-            Store::Memory(MemoryStore::new(100)),
+            Arc::new(Store::Memory(MemoryStore::new(100))),
             Duration::from_secs(60),
             HashMap::new(),
             false,
@@ -218,7 +225,7 @@ mod tests {
     #[test]
     fn per_action_windows() {
         let d = Dedupe::new(
-            Store::Memory(MemoryStore::new(1)),
+            Arc::new(Store::Memory(MemoryStore::new(1))),
             Duration::from_secs(60),
             HashMap::from([("CreateDBInstance".to_owned(), Duration::ZERO)]),
             false,

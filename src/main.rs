@@ -165,7 +165,7 @@ fn main() -> ExitCode {
                 }
             };
             telemetry::init(&cfg.log.level, json_logs || cfg.log.json);
-            report(rt.block_on(run_proxy(cfg)))
+            report(rt.block_on(run_proxy(cfg, config)))
         }
         Command::Ca {
             command: CaCommand::Init { dir, force, permit },
@@ -331,14 +331,15 @@ fn report(r: anyhow::Result<()>) -> ExitCode {
     }
 }
 
-async fn run_proxy(cfg: config::Config) -> anyhow::Result<()> {
+async fn run_proxy(cfg: config::Config, path: PathBuf) -> anyhow::Result<()> {
     let handle = proxy::bind(Arc::new(cfg)).await?;
-    tokio::select! {
-        _ = shutdown_signal() => {
-            tracing::info!("shutting down");
-            handle.shutdown().await;
-        }
-    }
+    let reloads = handle.serve_reloads(path);
+    shutdown_signal().await;
+    tracing::info!(
+        "shutting down: no new connections; calls in flight may finish within proxy.shutdown_grace"
+    );
+    reloads.abort();
+    handle.shutdown().await;
     Ok(())
 }
 

@@ -1,6 +1,6 @@
 //! The admin listener (its own address, `[admin] listen`): `/metrics` in Prometheus text
-//! format, `/healthz` (the process serves) and `/readyz` (listeners up and the dedupe store
-//! answers).
+//! format, `/healthz` (the process serves), `/readyz` (listeners up and the dedupe store
+//! answers), and `POST /-/reload` (reload the config file, as SIGHUP does).
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -15,12 +15,12 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use super::body::{ProxyBody, full};
-use super::ingress::Shared;
+use super::server::Current;
 
 /// Serves the admin endpoints until `shutdown` flips.
 pub async fn serve(
     listener: TcpListener,
-    shared: Arc<Shared>,
+    current: Arc<Current>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     loop {
@@ -32,11 +32,11 @@ pub async fn serve(
             tokio::time::sleep(Duration::from_millis(50)).await;
             continue;
         };
-        let shared = shared.clone();
+        let current = current.clone();
         tokio::spawn(async move {
             let svc = service_fn(move |req| {
-                let shared = shared.clone();
-                async move { Ok::<_, Infallible>(route(&shared, req).await) }
+                let current = current.clone();
+                async move { Ok::<_, Infallible>(route(&current, req).await) }
             });
             let _ = auto::Builder::new(TokioExecutor::new())
                 .serve_connection(TokioIo::new(stream), svc)
@@ -53,7 +53,25 @@ fn text(status: StatusCode, content_type: &'static str, body: String) -> Respons
     r
 }
 
-async fn route(shared: &Shared, req: Request<Incoming>) -> Response<ProxyBody> {
+async fn route(current: &Current, req: Request<Incoming>) -> Response<ProxyBody> {
+    if req.uri().path() == "/-/reload" {
+        if req.method() != Method::POST {
+            return text(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "text/plain",
+                "POST to reload\n".into(),
+            );
+        }
+        return match current.request_reload().await {
+            Ok(()) => text(StatusCode::OK, "text/plain", "reloaded\n".into()),
+            Err(e) => text(
+                StatusCode::CONFLICT,
+                "text/plain",
+                format!("reload refused: {e}\n"),
+            ),
+        };
+    }
+    let shared = current.get();
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return text(
             StatusCode::METHOD_NOT_ALLOWED,

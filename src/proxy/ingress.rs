@@ -38,13 +38,13 @@ pub struct Shared {
     /// Metrics.
     pub metrics: Arc<Metrics>,
     /// The adaptive rate limiter, unless disabled.
-    pub limiter: Option<AdaptiveLimiter>,
+    pub limiter: Option<Arc<AdaptiveLimiter>>,
     /// One retry budget per `[[upstreams]]` entry.
     pub budgets: Vec<RetryBudget>,
     /// Caller timestamps and nonces.
-    pub replay: ReplayGuard,
+    pub replay: Arc<ReplayGuard>,
     /// API calls running (they outlive their client connection).
-    pub inflight: InFlight,
+    pub inflight: Arc<InFlight>,
 }
 
 /// Counts running calls so that shutdown can wait for them.

@@ -300,3 +300,120 @@ async fn sigterm_lets_the_call_in_flight_finish_then_exits_0() {
         "no longer accepting"
     );
 }
+
+async fn describe(proxy: std::net::SocketAddr) -> client::Reply {
+    client::send_v1(
+        Route::Proxy(proxy),
+        HOST,
+        &crate::support::signer(),
+        &V1Call::gpdb("DescribeDBInstances", &[]),
+        Placement::Query,
+        Duration::from_secs(10),
+    )
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn reload_swaps_the_config_in_whole_or_keeps_the_old_one() {
+    let sim = start_sim("DescribeDBInstances=503,503,503").await;
+    let toml = |retry: &str| proxy_toml_with(sim.addr, retry, "", "store = \"memory\"");
+    let proxy = start_proxy(&toml("max_attempts = 1")).await;
+    let r = describe(proxy.addr).await;
+    assert_eq!(
+        (r.status.as_u16(), r.header("x-idemproxy-attempts")),
+        (503, "1")
+    );
+    let load = |t: &str| {
+        idemproxy::config::load_str(t, &Default::default(), std::path::Path::new(".")).unwrap()
+    };
+    proxy.reload(load(&toml("max_attempts = 5"))).unwrap();
+    let r = describe(proxy.addr).await;
+    assert_eq!(
+        (r.status.as_u16(), r.header("x-idemproxy-attempts")),
+        (200, "3")
+    );
+    // A change only a restart can make is refused, and the running config stays.
+    let moved =
+        toml("max_attempts = 1").replace("listen = \"127.0.0.1:0\"", "listen = \"127.0.0.1:1\"");
+    let err = proxy.reload(load(&moved)).unwrap_err().to_string();
+    assert!(err.contains("proxy.listen"), "{err}");
+}
+
+#[tokio::test]
+async fn sighup_and_the_admin_endpoint_reload_the_file() {
+    let sim = start_sim("DescribeDBInstances=503,503,503,503,503,503").await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("p.toml");
+    let toml = |retry: &str| proxy_toml_with(sim.addr, retry, "", "store = \"memory\"");
+    std::fs::write(&config, toml("max_attempts = 1")).unwrap();
+    let proxy = ProxyProcess::start(&config);
+    assert_eq!(
+        describe(proxy.addr).await.header("x-idemproxy-attempts"),
+        "1"
+    );
+
+    std::fs::write(&config, toml("max_attempts = 3")).unwrap();
+    let _ = Command::new("kill")
+        .args(["-HUP", &proxy.pid().to_string()])
+        .status();
+    let mut reloaded = false;
+    for _ in 0..100 {
+        if proxy
+            .logs
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|l| l.contains("configuration reloaded"))
+        {
+            reloaded = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(reloaded, "no reload logged");
+    assert_eq!(
+        describe(proxy.addr).await.header("x-idemproxy-attempts"),
+        "3"
+    );
+
+    // An invalid file: the admin endpoint says why, and the running config stays.
+    std::fs::write(&config, toml("max_attempts = \"many\"")).unwrap();
+    let admin = proxy
+        .logs
+        .lock()
+        .unwrap()
+        .iter()
+        .find_map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).ok()?;
+            let a = v["fields"]["addr"].as_str()?;
+            (v["fields"]["message"]
+                .as_str()?
+                .starts_with("admin listening"))
+            .then(|| {
+                a.trim_start_matches("Some(")
+                    .trim_end_matches(')')
+                    .to_owned()
+            })
+        })
+        .unwrap();
+    let admin: std::net::SocketAddr = admin.parse().unwrap();
+    let req = Request::post("/-/reload")
+        .header("host", admin.to_string())
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let r = client::send(Route::Direct(admin), req, Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert_eq!(r.status, 409);
+    assert!(
+        String::from_utf8_lossy(&r.body).contains("retry.max_attempts"),
+        "{:?}",
+        r.body
+    );
+    assert_eq!(
+        describe(proxy.addr).await.status,
+        200,
+        "still the reloaded config: 3 attempts get through"
+    );
+}
