@@ -62,6 +62,10 @@ enum Command {
         /// Serve HTTPS with a leaf minted from the CA in this folder (ca.pem, ca-key.pem).
         #[arg(long)]
         tls_from_ca: Option<PathBuf>,
+        /// Answer every request at once with a fixed success, checking nothing (a fast
+        /// upstream for load benchmarks).
+        #[arg(long = "static")]
+        static_mode: bool,
         /// Names for the minted leaf (with --tls-from-ca). Repeatable.
         #[arg(long = "tls-host", default_value = "gpdb.aliyuncs.com")]
         tls_host: Vec<String>,
@@ -179,6 +183,7 @@ fn main() -> ExitCode {
             tls_key,
             tls_from_ca,
             tls_host,
+            static_mode,
         } => {
             telemetry::init("info", json_logs);
             let parsed = sim::parse_keys(&keys)
@@ -204,6 +209,7 @@ fn main() -> ExitCode {
                         faults,
                         window: Duration::from(window),
                         tls,
+                        static_mode,
                     };
                     report(rt.block_on(run_sim(listen, cfg)))
                 }

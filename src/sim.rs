@@ -39,6 +39,9 @@ pub struct SimConfig {
     pub window: Duration,
     /// Serve HTTPS with this config instead of plain HTTP.
     pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// Answer every request at once with a fixed success, checking nothing: a fast upstream
+    /// for load benchmarks, where the proxy, not the fake API, should be measured.
+    pub static_mode: bool,
 }
 
 impl SimConfig {
@@ -49,6 +52,7 @@ impl SimConfig {
             faults: FaultPlan::none(),
             window: Duration::from_secs(15 * 60),
             tls: None,
+            static_mode: false,
         }
     }
 }
@@ -80,6 +84,7 @@ pub(crate) struct Shared {
     pub(crate) state: SimState,
     pub(crate) faults: Mutex<FaultPlan>,
     pub(crate) tls: Option<Arc<rustls::ServerConfig>>,
+    pub(crate) static_mode: bool,
 }
 
 /// A running simulator.
@@ -136,6 +141,7 @@ pub fn start(config: SimConfig, listener: TcpListener) -> std::io::Result<SimHan
         state: SimState::new(config.keys, config.window),
         faults: Mutex::new(config.faults),
         tls: config.tls,
+        static_mode: config.static_mode,
     });
     let (tx, rx) = watch::channel(false);
     let task = tokio::spawn(server::accept_loop(listener, shared.clone(), rx));

@@ -88,6 +88,17 @@ type SimResponse = Response<Full<Bytes>>;
 
 /// Serves one request; `None` means "reset the connection".
 async fn serve(shared: &Shared, req: Request<Incoming>) -> Option<SimResponse> {
+    if shared.static_mode {
+        let _ = req.into_body().collect().await;
+        let body =
+            r#"{"RequestId":"00000000-0000-0000-0000-000000000000","DBInstanceId":"gp-static"}"#;
+        return Some(respond(
+            200,
+            Format::Json,
+            body.to_owned(),
+            "00000000-0000-0000-0000-000000000000",
+        ));
+    }
     match req.uri().path() {
         "/_sim/ledger" => return Some(json_response(&shared.state.ledger())),
         "/_sim/requests" => return Some(json_response(&shared.state.records())),
