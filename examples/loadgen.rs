@@ -8,7 +8,12 @@
 //! Prints one JSON object: requests, errors, rps, p50_us, p99_us, statuses.
 
 // A benchmark tool: bad options and setup failures abort it loudly.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::print_stdout)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stdout
+)]
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

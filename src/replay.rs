@@ -38,10 +38,24 @@ impl ReplayError {
     }
 }
 
+/// Nonces are remembered as 128-bit hashes (SHA-256, truncated): 200,000 of them take a few
+/// MiB instead of tens, and a false "seen" would need a 128-bit collision.
 #[derive(Debug, Default)]
 struct Seen {
-    at: HashMap<String, SystemTime>,
-    order: VecDeque<(SystemTime, String)>,
+    at: HashMap<u128, SystemTime>,
+    order: VecDeque<(SystemTime, u128)>,
+}
+
+fn key(key_id: &str, nonce: &str) -> u128 {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(key_id.as_bytes());
+    h.update([0u8]);
+    h.update(nonce.as_bytes());
+    let d = h.finalize();
+    let mut b = [0u8; 16];
+    b.copy_from_slice(&d[..16]);
+    u128::from_le_bytes(b)
 }
 
 /// The nonces seen inside the window.
@@ -79,11 +93,11 @@ impl ReplayGuard {
         let nonce = nonce
             .filter(|n| !n.is_empty())
             .ok_or(ReplayError::MissingNonce)?;
-        let key = format!("{key_id}\n{nonce}");
+        let key = key(key_id, nonce);
         let mut s = self.seen.lock().unwrap_or_else(|p| p.into_inner());
         // Forget nonces older than the window (their requests would be refused as expired), and
         // the oldest ones past the bound.
-        while let Some((t, k)) = s.order.front().cloned() {
+        while let Some((t, k)) = s.order.front().copied() {
             if skew(t, now) > self.window * 2 || s.order.len() >= self.max_entries {
                 s.order.pop_front();
                 if s.at.get(&k) == Some(&t) {
@@ -96,7 +110,7 @@ impl ReplayGuard {
         if s.at.contains_key(&key) {
             return Err(ReplayError::NonceUsed);
         }
-        s.at.insert(key.clone(), now);
+        s.at.insert(key, now);
         s.order.push_back((now, key));
         Ok(())
     }

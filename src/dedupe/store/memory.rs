@@ -1,46 +1,69 @@
 //! The in-memory store: for tests and for users who want dedupe without persistence.
+//!
+//! Bounded in O(1) per claim: entries are also kept in claim order, and past `max_entries`
+//! the oldest claims are forgotten first (with one window for everyone, the oldest claim is
+//! the soonest to expire), so no claim ever pays for a scan or a sort of the whole map.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 
 use super::{Claim, Entry, now_ms};
 
+#[derive(Debug, Default)]
+struct Inner {
+    map: HashMap<String, Entry>,
+    /// Fingerprints in claim order (a fingerprint re-claimed after expiry appears twice; the
+    /// stale position is skipped when it reaches the front).
+    order: VecDeque<(u64, String)>,
+}
+
 /// Fingerprint -> entry, in this process, bounded.
 #[derive(Debug)]
 pub struct MemoryStore {
-    map: Mutex<HashMap<String, Entry>>,
+    inner: Mutex<Inner>,
     max_entries: usize,
 }
 
 impl MemoryStore {
-    /// A store holding at most `max_entries` live entries.
+    /// A store holding at most `max_entries` entries.
     pub fn new(max_entries: usize) -> Self {
         MemoryStore {
-            map: Mutex::new(HashMap::new()),
+            inner: Mutex::new(Inner::default()),
             max_entries: max_entries.max(1),
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
-        self.map.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     pub(super) fn claim(&self, fp: &str, entry: &Entry) -> Claim {
         let now = now_ms();
-        let mut map = self.lock();
-        if let Some(e) = map.get(fp).filter(|e| e.live(now)) {
+        let mut inner = self.lock();
+        if let Some(e) = inner.map.get(fp).filter(|e| e.live(now)) {
             return Claim::Existing(e.clone());
         }
-        if map.len() >= self.max_entries {
-            map.retain(|_, e| e.live(now));
-            evict_oldest(&mut map, self.max_entries);
+        // Drop expired entries at the front, and the oldest claims past the bound.
+        while let Some((claimed, key)) = inner.order.front().cloned() {
+            let current = inner.map.get(&key).map(|e| (e.live(now), claimed_at(e)));
+            let stale_position = current.is_none_or(|(_, at)| at != claimed);
+            if stale_position {
+                inner.order.pop_front();
+            } else if current.is_some_and(|(live, _)| !live) || inner.map.len() >= self.max_entries
+            {
+                inner.order.pop_front();
+                inner.map.remove(&key);
+            } else {
+                break;
+            }
         }
-        map.insert(fp.to_owned(), entry.clone());
+        inner.order.push_back((claimed_at(entry), fp.to_owned()));
+        inner.map.insert(fp.to_owned(), entry.clone());
         Claim::Fresh
     }
 
     pub(super) fn complete(&self, fp: &str, token: &str, expires_at_ms: u64) {
-        if let Some(e) = self.lock().get_mut(fp).filter(|e| e.token == token) {
+        if let Some(e) = self.lock().map.get_mut(fp).filter(|e| e.token == token) {
             e.in_flight = false;
             e.expires_at_ms = expires_at_ms;
         }
@@ -49,7 +72,7 @@ impl MemoryStore {
     /// Live entries (for tests).
     pub fn len(&self) -> usize {
         let now = now_ms();
-        self.lock().values().filter(|e| e.live(now)).count()
+        self.lock().map.values().filter(|e| e.live(now)).count()
     }
 
     /// True if there are no live entries.
@@ -58,22 +81,10 @@ impl MemoryStore {
     }
 }
 
-/// Drops the entries that expire soonest, down to 90 % of `max`, so that the sort is paid
-/// once per tenth of the bound and not on every claim at the bound.
-pub(super) fn evict_oldest(map: &mut HashMap<String, Entry>, max: usize) {
-    if map.len() < max {
-        return;
-    }
-    let keep = max - max / 10 - 1;
-    let mut by_expiry: Vec<(u64, String)> = map
-        .iter()
-        .map(|(k, e)| (e.expires_at_ms, k.clone()))
-        .collect();
-    by_expiry.sort_unstable();
-    let excess = map.len().saturating_sub(keep);
-    for (_, k) in by_expiry.into_iter().take(excess) {
-        map.remove(&k);
-    }
+/// When an entry was claimed: its lease starts then (lease_until - lease is not stored, so the
+/// lease end identifies the claim; it never changes after the claim).
+fn claimed_at(e: &Entry) -> u64 {
+    e.lease_until_ms
 }
 
 #[cfg(test)]
@@ -125,11 +136,23 @@ mod tests {
     }
 
     #[test]
-    fn bounded() {
+    fn bounded_oldest_first() {
         let s = MemoryStore::new(3);
         for i in 0..10 {
             s.claim(&format!("f{i}"), &entry("t", 60_000 + i));
         }
-        assert!(s.len() <= 3);
+        let inner = s.lock();
+        assert!(inner.map.len() <= 3, "{}", inner.map.len());
+        assert!(inner.order.len() <= 4);
+        assert!(inner.map.contains_key("f9") && !inner.map.contains_key("f0"));
+    }
+
+    #[test]
+    fn re_claims_after_expiry_do_not_leak_order_slots() {
+        let s = MemoryStore::new(100);
+        for _ in 0..50 {
+            s.claim("f", &entry("t", 0));
+        }
+        assert!(s.lock().order.len() <= 2);
     }
 }
