@@ -3,9 +3,11 @@
 //! Sources, later wins: serde defaults, the TOML file, `IDEMPROXY__SECTION__KEY` environment
 //! variables. Unknown keys are refused, and every error names the key it is about.
 
+mod credentials;
 mod proxy;
 mod raw;
 
+pub use credentials::{Credentials, SigningSettings};
 pub use proxy::{Cidr, ConnectOther, ProxySettings};
 
 use std::collections::HashMap;
@@ -20,7 +22,7 @@ use crate::api::params::Place;
 use crate::retry::backoff::Backoff;
 pub use crate::retry::limit::{LimiterSettings, ScopePart};
 use crate::secret::Secret;
-use raw::{RawConfig, RawCredential, RawRetry, RawUpstream};
+use raw::{RawConfig, RawRetry, RawUpstream};
 
 /// A configuration that could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -62,8 +64,12 @@ pub struct Config {
     pub retry: RetrySettings,
     /// `[[upstreams]]`: the intercepted API hosts.
     pub upstreams: Vec<Upstream>,
-    /// `[[credentials]]`: AccessKeyId -> secret.
+    /// `[[credentials]]` (or the SDKs' environment variables): AccessKeyId -> secret.
     pub credentials: HashMap<String, Secret>,
+    /// STS security tokens of the credentials that have one.
+    pub security_tokens: HashMap<String, Secret>,
+    /// `[signing]`
+    pub signing: SigningSettings,
     /// Built-in table plus `[classification]` overrides.
     pub classifier: Classifier,
     /// `[log]`
@@ -293,6 +299,7 @@ fn validate(
         .enumerate()
         .map(|(i, u)| upstream(i, u, base))
         .collect::<Result<Vec<_>, _>>()?;
+    let creds = credentials::credentials(&raw.credentials, env, base)?;
     let config = Config {
         proxy: proxy::settings(raw.proxy, env, base)?,
         dedupe: dedupe(&raw.dedupe, base)?,
@@ -313,7 +320,9 @@ fn validate(
         }),
         retry: retry(&raw.retry)?,
         upstreams,
-        credentials: credentials(&raw.credentials, env)?,
+        credentials: creds.secrets.clone(),
+        security_tokens: creds.security_tokens.clone(),
+        signing: credentials::signing(&raw.signing, &creds)?,
         classifier: classifier(&raw.classification)?,
         log: LogSettings {
             level: raw.log.level,
@@ -451,47 +460,6 @@ fn upstream(i: usize, u: &RawUpstream, base: &Path) -> Result<Upstream, ConfigEr
         ca_file,
         roots,
     })
-}
-
-fn credentials(
-    list: &[RawCredential],
-    env: &HashMap<String, String>,
-) -> Result<HashMap<String, Secret>, ConfigError> {
-    let mut out = HashMap::new();
-    for (i, c) in list.iter().enumerate() {
-        let key = |k: &str| format!("credentials[{i}].{k}");
-        if c.access_key_id.trim().is_empty() {
-            return Err(invalid(key("access_key_id"), "must not be empty"));
-        }
-        let secret = match (&c.access_key_secret, &c.access_key_secret_env) {
-            (Some(s), None) => s.clone(),
-            (None, Some(var)) => env.get(var).cloned().ok_or_else(|| {
-                invalid(
-                    key("access_key_secret_env"),
-                    format!("environment variable {var} is not set"),
-                )
-            })?,
-            _ => {
-                return Err(invalid(
-                    key("access_key_secret"),
-                    "set exactly one of access_key_secret and access_key_secret_env",
-                ));
-            }
-        };
-        if secret.is_empty() {
-            return Err(invalid(key("access_key_secret"), "the secret is empty"));
-        }
-        if out
-            .insert(c.access_key_id.clone(), Secret::new(secret))
-            .is_some()
-        {
-            return Err(invalid(
-                key("access_key_id"),
-                format!("{} is listed twice", c.access_key_id),
-            ));
-        }
-    }
-    Ok(out)
 }
 
 fn limiter(l: &raw::RawLimiter) -> Result<Option<LimiterSettings>, ConfigError> {

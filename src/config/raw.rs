@@ -26,6 +26,8 @@ pub struct RawConfig {
     #[serde(default)]
     pub limiter: RawLimiter,
     #[serde(default)]
+    pub signing: RawSigning,
+    #[serde(default)]
     pub admin: RawAdmin,
 }
 
@@ -324,6 +326,24 @@ pub struct RawCredential {
     pub access_key_secret: Option<String>,
     #[serde(default)]
     pub access_key_secret_env: Option<String>,
+    #[serde(default)]
+    pub access_key_secret_file: Option<String>,
+    #[serde(default)]
+    pub security_token: Option<String>,
+    #[serde(default)]
+    pub security_token_env: Option<String>,
+    #[serde(default)]
+    pub security_token_file: Option<String>,
+}
+
+/// `[signing]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSigning {
+    #[serde(default)]
+    pub sign_unsigned: bool,
+    #[serde(default)]
+    pub access_key_id: Option<String>,
 }
 
 /// `[classification]`

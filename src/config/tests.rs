@@ -184,3 +184,60 @@ fn dedupe_defaults_and_overrides() {
         "the Redis password never prints"
     );
 }
+
+#[test]
+fn credentials_from_files_env_defaults_and_sts() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("secret"), "from-file\n").unwrap();
+    let toml = "[[credentials]]\naccess_key_id = \"a\"\naccess_key_secret_file = \"secret\"\nsecurity_token_env = \"STS\"\n";
+    let env: HashMap<String, String> = [("STS".to_owned(), "sts-token".to_owned())].into();
+    let c = load_str(toml, &env, dir.path()).unwrap();
+    assert_eq!(c.credentials["a"].expose(), "from-file");
+    assert_eq!(c.security_tokens["a"].expose(), "sts-token");
+    // No [[credentials]]: the SDKs' environment variables.
+    let env: HashMap<String, String> = [
+        ("ALIBABA_CLOUD_ACCESS_KEY_ID".to_owned(), "envid".to_owned()),
+        (
+            "ALIBABA_CLOUD_ACCESS_KEY_SECRET".to_owned(),
+            "envsecret".to_owned(),
+        ),
+        (
+            "ALIBABA_CLOUD_SECURITY_TOKEN".to_owned(),
+            "envsts".to_owned(),
+        ),
+    ]
+    .into();
+    let c = load_str("", &env, Path::new(".")).unwrap();
+    assert_eq!(c.credentials["envid"].expose(), "envsecret");
+    assert_eq!(c.security_tokens["envid"].expose(), "envsts");
+    let err = load_str("[[credentials]]\naccess_key_id = \"a\"\naccess_key_secret = \"x\"\naccess_key_secret_file = \"y\"\n", &HashMap::new(), Path::new("."))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("credentials[0].access_key_secret") && !err.contains("\"x\""),
+        "{err}"
+    );
+}
+
+#[test]
+fn signing_unsigned_requests_is_opt_in_and_names_its_key() {
+    let two = "[[credentials]]\naccess_key_id = \"a\"\naccess_key_secret = \"x\"\n[[credentials]]\naccess_key_id = \"b\"\naccess_key_secret = \"y\"\n";
+    assert!(load(two, &[]).unwrap().signing.sign_unsigned_as.is_none());
+    let err = load(&format!("{two}[signing]\nsign_unsigned = true\n"), &[])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("signing.access_key_id"), "{err}");
+    let c = load(
+        &format!("{two}[signing]\nsign_unsigned = true\naccess_key_id = \"b\"\n"),
+        &[],
+    )
+    .unwrap();
+    assert_eq!(c.signing.sign_unsigned_as.as_deref(), Some("b"));
+    let err = load(
+        &format!("{two}[signing]\nsign_unsigned = true\naccess_key_id = \"c\"\n"),
+        &[],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("signing.access_key_id"), "{err}");
+}

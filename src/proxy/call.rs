@@ -214,7 +214,7 @@ fn prepare(
     };
     let mut params = Params::parse(parts.uri.query(), body_str)
         .map_err(|e| bad_request("InvalidParameter", e.to_string()))?;
-    let v = match signature::identify(cfg, replay, parts, &params, body)? {
+    let v = match signature::identify(cfg, replay, parts, &mut params, body)? {
         Identity::Verified(v) => v,
         Identity::Passthrough(reason) => return Ok(Prepared::Passthrough(reason)),
     };

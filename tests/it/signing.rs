@@ -159,3 +159,28 @@ async fn every_attempt_is_freshly_signed_and_accepted_by_the_simulator() {
         rig.sim.requests().iter().map(|r| r.nonce.clone()).collect();
     assert_eq!(nonces.len(), 4);
 }
+
+#[tokio::test]
+async fn opt_in_the_proxy_signs_unsigned_calls_with_its_own_sts_credentials() {
+    use crate::support::{proxy_toml_with, start_proxy, start_sim};
+    let sim = start_sim("CreateDBInstance=500").await;
+    let toml = proxy_toml_with(sim.addr, "", "", "store = \"memory\"").replace(
+        "access_key_secret = \"testsecret\"",
+        "access_key_secret = \"testsecret\"\nsecurity_token = \"sts-abc\"",
+    ) + "[signing]\nsign_unsigned = true\n";
+    let proxy = start_proxy(&toml).await;
+    let pq = "/?Action=CreateDBInstance&Version=2016-05-03&Format=JSON&RegionId=cn-hangzhou&DBInstanceDescription=unsigned+tool";
+    let req = Request::post(format!("http://{HOST}{pq}"))
+        .header("host", HOST)
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let r = client::send(Route::Proxy(proxy.addr), req, Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(r.header("x-idemproxy-token"), "injected");
+    assert_eq!(r.header("x-idemproxy-attempts"), "2");
+    let ledger = sim.ledger();
+    assert_eq!((ledger.executions, ledger.replays), (1, 1));
+    assert!(sim.requests().iter().all(|q| q.access_key_id == KEY_ID));
+}

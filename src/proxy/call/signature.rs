@@ -86,7 +86,7 @@ pub(super) fn identify(
     cfg: &Config,
     replay: &ReplayGuard,
     parts: &Parts,
-    params: &Params,
+    params: &mut Params,
     body: &Bytes,
 ) -> Result<Identity, ProxyError> {
     let authz = parts
@@ -98,7 +98,7 @@ pub(super) fn identify(
         return identify_v3(cfg, replay, parts, params, body, authz);
     }
     let (Some(_), Some(key_id)) = (params.get(v1::SIGNATURE), params.get("AccessKeyId")) else {
-        return Ok(Identity::Passthrough("unsigned"));
+        return Ok(sign_unsigned(cfg, params));
     };
     if params.get("SignatureMethod") != Some("HMAC-SHA1")
         || params.get("SignatureVersion") != Some("1.0")
@@ -135,6 +135,46 @@ pub(super) fn identify(
         version: params.get("Version").unwrap_or("").to_owned(),
         format,
     }))
+}
+
+/// The opt-in mode (`[signing] sign_unsigned`): an unsigned V1-shaped call (it has `Action`)
+/// gets the proxy's own AccessKeyId, the signature parameters and, for STS credentials, the
+/// security token; every attempt is then signed like any other. Off: forwarded untouched.
+fn sign_unsigned(cfg: &Config, params: &mut Params) -> Identity {
+    let Some(key_id) = cfg.signing.sign_unsigned_as.as_deref() else {
+        return Identity::Passthrough("unsigned");
+    };
+    let (Some(secret), Some(action)) = (
+        cfg.credentials.get(key_id),
+        params.get("Action").map(str::to_owned),
+    ) else {
+        return Identity::Passthrough("unsigned");
+    };
+    let place = if params.any_in(Place::Query) || !params.any_in(Place::Body) {
+        Place::Query
+    } else {
+        Place::Body
+    };
+    params.set("AccessKeyId", key_id, place);
+    params.set("SignatureMethod", "HMAC-SHA1", place);
+    params.set("SignatureVersion", "1.0", place);
+    if let Some(token) = cfg.security_tokens.get(key_id) {
+        if params.get("SecurityToken").is_none() {
+            params.set("SecurityToken", token.expose(), place);
+        }
+    }
+    // Placeholders: every attempt sets its own nonce, timestamp and signature.
+    params.set(v1::NONCE, "", place);
+    params.set(v1::TIMESTAMP, "", place);
+    params.set(v1::SIGNATURE, "", place);
+    Identity::Verified(Verified {
+        signing: Signing::V1,
+        key_id: key_id.to_owned(),
+        secret: secret.clone(),
+        version: params.get("Version").unwrap_or("").to_owned(),
+        format: Format::from_param(params.get("Format")),
+        action,
+    })
 }
 
 fn header_str<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
