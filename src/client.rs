@@ -76,6 +76,19 @@ pub struct Signer {
     pub secret: Secret,
 }
 
+/// A POST to `/?query`: absolute-form through a proxy, origin-form straight to a server.
+fn post(route: Route, host: &str, query: &str) -> http::request::Builder {
+    let pq = if query.is_empty() {
+        "/".to_owned()
+    } else {
+        format!("/?{query}")
+    };
+    Request::post(match route {
+        Route::Proxy(_) => format!("http://{host}{pq}"),
+        Route::Direct(_) => pq,
+    })
+}
+
 /// Signs `call` like the legacy SDK (or pop-core with `Placement::Body`) and sends it.
 pub async fn send_v1(
     route: Route,
@@ -94,16 +107,7 @@ pub async fn send_v1(
         SystemTime::now(),
         &nonce,
     );
-    let pq = if signed.query.is_empty() {
-        "/".to_owned()
-    } else {
-        format!("/?{}", signed.query)
-    };
-    let mut b = Request::post(match route {
-        Route::Proxy(_) => format!("http://{host}{pq}"),
-        Route::Direct(_) => pq,
-    })
-    .header(header::HOST, host);
+    let mut b = post(route, host, &signed.query).header(header::HOST, host);
     let body = match signed.body {
         Some(form) => {
             b = b.header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
@@ -130,15 +134,7 @@ pub async fn send_v3(
         SystemTime::now(),
         &nonce,
     );
-    let pq = if signed.query.is_empty() {
-        "/".to_owned()
-    } else {
-        format!("/?{}", signed.query)
-    };
-    let mut b = Request::post(match route {
-        Route::Proxy(_) => format!("http://{host}{pq}"),
-        Route::Direct(_) => pq,
-    });
+    let mut b = post(route, host, &signed.query);
     for (k, v) in &signed.headers {
         b = b.header(k.as_str(), v.as_str());
     }

@@ -39,6 +39,21 @@ pub fn encode(s: &str) -> String {
     out
 }
 
+/// Joins pairs as `enc(k)=enc(v)&…` in the order given: the wire form of a query or form
+/// body, and the canonical query of both signature versions when the pairs are sorted.
+pub fn join_pairs<'a>(pairs: impl Iterator<Item = (&'a str, &'a str)>) -> String {
+    let mut out = String::with_capacity(512);
+    for (k, v) in pairs {
+        if !out.is_empty() {
+            out.push('&');
+        }
+        encode_into(&mut out, k);
+        out.push('=');
+        encode_into(&mut out, v);
+    }
+    out
+}
+
 /// Decodes one `application/x-www-form-urlencoded` component: `+` is a space, `%XY` a byte.
 pub fn form_decode(s: &str) -> Result<String, DecodeError> {
     let bytes = s.as_bytes();

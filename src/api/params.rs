@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use super::encode::{DecodeError, encode_into, form_decode};
+use super::encode::{DecodeError, form_decode, join_pairs};
 
 /// Where a parameter travels on the wire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,6 +26,24 @@ impl Place {
         }
     }
 }
+
+/// Parameters that carry no business meaning: the signature's own, the response format and the
+/// ClientToken. Two calls whose other parameters are equal are the same logical operation (the
+/// API's ClientToken semantics, and the proxy's dedupe fingerprint).
+pub const NON_BUSINESS: &[&str] = &[
+    "AccessKeyId",
+    "Action",
+    "ClientToken",
+    "Format",
+    "SecurityToken",
+    "Signature",
+    "SignatureMethod",
+    "SignatureNonce",
+    "SignatureType",
+    "SignatureVersion",
+    "Timestamp",
+    "Version",
+];
 
 /// Why parameters could not be parsed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -144,19 +162,7 @@ impl Params {
 
     /// Encodes the parameters that travel in `place` as `k=v&k=v` (RFC 3986, `%20` for space).
     pub fn encode(&self, place: Place) -> String {
-        let mut out = String::new();
-        for (k, (v, p)) in &self.map {
-            if *p != place {
-                continue;
-            }
-            if !out.is_empty() {
-                out.push('&');
-            }
-            encode_into(&mut out, k);
-            out.push('=');
-            encode_into(&mut out, v);
-        }
-        out
+        join_pairs(self.iter_in(place))
     }
 }
 

@@ -9,7 +9,7 @@ use base64::engine::general_purpose::STANDARD as B64;
 use hmac::{Hmac, Mac};
 use sha1::Sha1;
 
-use super::encode::{encode, encode_into};
+use super::encode::{encode, encode_into, join_pairs};
 use super::params::{Params, Place};
 use crate::secret::Secret;
 
@@ -24,16 +24,7 @@ pub const TIMESTAMP: &str = "Timestamp";
 
 /// Builds the canonical query: all pairs except `Signature`, sorted, encoded, `&`-joined.
 pub fn canonical_query<'a>(sorted: impl Iterator<Item = (&'a str, &'a str)>) -> String {
-    let mut out = String::with_capacity(512);
-    for (k, v) in sorted.filter(|(k, _)| *k != SIGNATURE) {
-        if !out.is_empty() {
-            out.push('&');
-        }
-        encode_into(&mut out, k);
-        out.push('=');
-        encode_into(&mut out, v);
-    }
-    out
+    join_pairs(sorted.filter(|(k, _)| *k != SIGNATURE))
 }
 
 /// Builds the string to sign from the HTTP method and the sorted parameters.

@@ -13,7 +13,7 @@ use hmac::{Hmac, Mac};
 use http::HeaderMap;
 use sha2::{Digest, Sha256};
 
-use super::encode::encode_into;
+use super::encode::join_pairs;
 use crate::secret::Secret;
 
 type HmacSha256 = Hmac<Sha256>;
@@ -151,16 +151,7 @@ pub fn canonical_headers(
 
 /// The canonical query: sorted query parameters, RFC 3986-encoded, `&`-joined.
 pub fn canonical_query<'a>(sorted: impl Iterator<Item = (&'a str, &'a str)>) -> String {
-    let mut out = String::new();
-    for (k, v) in sorted {
-        if !out.is_empty() {
-            out.push('&');
-        }
-        encode_into(&mut out, k);
-        out.push('=');
-        encode_into(&mut out, v);
-    }
-    out
+    join_pairs(sorted)
 }
 
 /// The parts of a request that V3 signs.

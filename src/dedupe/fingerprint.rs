@@ -5,25 +5,9 @@
 //! between re-sends of the same call: nonce, timestamp, signature, security token, the
 //! signature's own parameters, `Format` and `ClientToken`.
 
-use crate::api::params::Params;
+use crate::api::params::{NON_BUSINESS, Params};
 use crate::api::v1;
 use crate::api::v3::sha256_hex;
-
-/// Parameters that are not part of a call's business meaning.
-const EXCLUDED: &[&str] = &[
-    "AccessKeyId",
-    "Action",
-    "ClientToken",
-    "Format",
-    "SecurityToken",
-    "Signature",
-    "SignatureMethod",
-    "SignatureNonce",
-    "SignatureType",
-    "SignatureVersion",
-    "Timestamp",
-    "Version",
-];
 
 /// What identifies a logical call besides its parameters.
 #[derive(Debug, Clone, Copy)]
@@ -40,7 +24,7 @@ pub struct CallIdentity<'a> {
 
 /// The hex fingerprint of a call.
 pub fn fingerprint(id: CallIdentity<'_>, params: &Params) -> String {
-    let business = v1::canonical_query(params.iter().filter(|(k, _)| !EXCLUDED.contains(k)));
+    let business = v1::canonical_query(params.iter().filter(|(k, _)| !NON_BUSINESS.contains(k)));
     let text = format!(
         "idemproxy-fp-1\n{}\n{}\n{}\n{}\n{business}",
         id.key_id, id.host, id.action, id.version

@@ -9,28 +9,10 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::api::classify::{ActionClass, Classifier};
-use crate::api::params::Params;
+use crate::api::params::{NON_BUSINESS, Params};
 use crate::api::time::{parse_timestamp, skew};
 use crate::api::{v1, v3};
 use crate::secret::Secret;
-
-/// Parameters that are not part of a call's business meaning.
-const COMMON: &[&str] = &[
-    "AccessKeyId",
-    "Action",
-    "Action",
-    "ClientToken",
-    "Format",
-    "SecurityToken",
-    "Signature",
-    "SignatureMethod",
-    "SignatureNonce",
-    "SignatureType",
-    "SignatureVersion",
-    "Timestamp",
-    "Version",
-    "Version",
-];
 
 /// A refusal, as the API would send it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -493,7 +475,7 @@ impl SimState {
 
 /// Action plus sorted business parameters: what makes two calls "the same operation".
 pub fn fingerprint(action: &str, params: &Params) -> String {
-    let business = params.iter().filter(|(k, _)| !COMMON.contains(k));
+    let business = params.iter().filter(|(k, _)| !NON_BUSINESS.contains(k));
     let mut out = action.to_owned();
     out.push('?');
     out.push_str(&v1::canonical_query(business));
