@@ -16,8 +16,16 @@ use tokio::net::TcpStream;
 
 use crate::support::{proxy_toml_with, start_proxy, start_sim};
 
+/// Cases per parser property: 2,000 in CI; `IDEMPROXY_FUZZ_CASES=200000` for a longer run.
+fn cases(default: u32) -> u32 {
+    std::env::var("IDEMPROXY_FUZZ_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(2000))]
+    #![proptest_config(ProptestConfig::with_cases(cases(2000)))]
 
     #[test]
     fn params_parser_never_panics(q in ".{0,200}", b in proptest::option::of(".{0,200}")) {
@@ -51,7 +59,7 @@ proptest! {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(300))]
+    #![proptest_config(ProptestConfig::with_cases(cases(2000) / 7))]
 
     #[test]
     fn config_loader_never_panics(s in "(\\[[a-z.]{0,12}\\]\n|[a-z_]{1,12} = (\"[ -~]{0,12}\"|[0-9.-]{1,6}|\\[\\]|true)\n){0,8}") {
