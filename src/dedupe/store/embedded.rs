@@ -1,19 +1,23 @@
 //! The embedded persistent store (redb): every claim is a durable (fsynced) transaction, so a
 //! proxy killed with `kill -9` and restarted still knows the tokens it handed out. One process
-//! owns the file at a time. Expired entries are pruned as the table grows, and the table is
-//! bounded: past `max_entries` the entries that expire soonest go first.
+//! owns the file at a time.
+//!
+//! Entries are also indexed by expiry, so pruning never scans the table: each claim removes a
+//! few expired entries from the front of the index, and past `max_entries` the entries that
+//! expire soonest go first (down to 90 % of the bound).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition};
 
 use super::{Claim, Entry, StoreError, now_ms};
 
 const TABLE: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("dedupe");
-/// Prune expired entries every this many claims, besides when the bound is reached.
-const PRUNE_EVERY: u64 = 1024;
+/// (expires_at_ms, fingerprint) for every entry in `TABLE`.
+const EXPIRY: TableDefinition<'_, (u64, &str), ()> = TableDefinition::new("dedupe_expiry");
+/// Expired entries removed per claim at most (amortizes pruning).
+const PRUNE_PER_CLAIM: usize = 64;
 
 /// A redb-backed store.
 #[derive(Debug, Clone)]
@@ -21,12 +25,16 @@ pub struct EmbeddedStore {
     db: Arc<Database>,
     path: PathBuf,
     max_entries: u64,
-    claims: Arc<AtomicU64>,
 }
 
 fn unavailable(e: impl std::fmt::Display) -> StoreError {
     StoreError::Unavailable(e.to_string())
 }
+
+type Tables<'t> = (
+    redb::Table<'t, &'static str, &'static [u8]>,
+    redb::Table<'t, (u64, &'static str), ()>,
+);
 
 impl EmbeddedStore {
     /// Opens (or creates) the store file, creating its folder.
@@ -38,13 +46,29 @@ impl EmbeddedStore {
         let db =
             Database::create(path).map_err(|e| unavailable(format!("{}: {e}", path.display())))?;
         let tx = db.begin_write().map_err(unavailable)?;
-        tx.open_table(TABLE).map_err(unavailable)?;
+        {
+            let t = tx.open_table(TABLE).map_err(unavailable)?;
+            let mut idx = tx.open_table(EXPIRY).map_err(unavailable)?;
+            // A file written before the index existed: build it once.
+            if idx.len().map_err(unavailable)? == 0 && t.len().map_err(unavailable)? > 0 {
+                let mut keys = Vec::new();
+                for item in t.iter().map_err(unavailable)? {
+                    let (k, v) = item.map_err(unavailable)?;
+                    keys.push((
+                        decode(v.value()).map(|e| e.expires_at_ms).unwrap_or(0),
+                        k.value().to_owned(),
+                    ));
+                }
+                for (exp, fp) in keys {
+                    idx.insert((exp, fp.as_str()), ()).map_err(unavailable)?;
+                }
+            }
+        }
         tx.commit().map_err(unavailable)?;
         Ok(EmbeddedStore {
             db: Arc::new(db),
             path: path.to_owned(),
             max_entries: max_entries.max(1),
-            claims: Arc::default(),
         })
     }
 
@@ -64,29 +88,27 @@ impl EmbeddedStore {
     }
 
     pub(super) async fn claim(&self, fp: &str, entry: &Entry) -> Result<Claim, StoreError> {
-        let (fp, bytes) = (
-            fp.to_owned(),
-            serde_json::to_vec(entry).map_err(unavailable)?,
-        );
+        let (fp, entry) = (fp.to_owned(), entry.clone());
         let max = self.max_entries;
-        let prune = self.claims.fetch_add(1, Ordering::Relaxed) % PRUNE_EVERY == 0;
         self.blocking(move |db| {
             let now = now_ms();
             let tx = db.begin_write().map_err(unavailable)?;
             let claim = {
-                let mut t = tx.open_table(TABLE).map_err(unavailable)?;
-                let existing = match t.get(fp.as_str()).map_err(unavailable)? {
-                    Some(v) => Some(decode(v.value())?),
-                    None => None,
-                };
-                match existing.filter(|e| e.live(now)) {
-                    Some(e) => Claim::Existing(e),
-                    None => {
-                        if prune || t.len().map_err(unavailable)? >= max {
-                            prune_table(&mut t, now, max)?;
+                let mut tables: Tables<'_> = (
+                    tx.open_table(TABLE).map_err(unavailable)?,
+                    tx.open_table(EXPIRY).map_err(unavailable)?,
+                );
+                match get(&tables.0, &fp)? {
+                    Some(e) if e.live(now) => Claim::Existing(e),
+                    old => {
+                        if let Some(old) = old {
+                            tables
+                                .1
+                                .remove((old.expires_at_ms, fp.as_str()))
+                                .map_err(unavailable)?;
                         }
-                        t.insert(fp.as_str(), bytes.as_slice())
-                            .map_err(unavailable)?;
+                        prune(&mut tables, now, max)?;
+                        put(&mut tables, &fp, &entry)?;
                         Claim::Fresh
                     }
                 }
@@ -111,17 +133,18 @@ impl EmbeddedStore {
             // durable commit persists it anyway.
             tx.set_durability(redb::Durability::None);
             {
-                let mut t = tx.open_table(TABLE).map_err(unavailable)?;
-                let current = match t.get(fp.as_str()).map_err(unavailable)? {
-                    Some(v) => Some(decode(v.value())?),
-                    None => None,
-                };
-                if let Some(mut e) = current.filter(|e| e.token == token) {
+                let mut tables: Tables<'_> = (
+                    tx.open_table(TABLE).map_err(unavailable)?,
+                    tx.open_table(EXPIRY).map_err(unavailable)?,
+                );
+                if let Some(mut e) = get(&tables.0, &fp)?.filter(|e| e.token == token) {
+                    tables
+                        .1
+                        .remove((e.expires_at_ms, fp.as_str()))
+                        .map_err(unavailable)?;
                     e.in_flight = false;
                     e.expires_at_ms = expires_at_ms;
-                    let bytes = serde_json::to_vec(&e).map_err(unavailable)?;
-                    t.insert(fp.as_str(), bytes.as_slice())
-                        .map_err(unavailable)?;
+                    put(&mut tables, &fp, &e)?;
                 }
             }
             tx.commit().map_err(unavailable)
@@ -148,28 +171,51 @@ fn decode(bytes: &[u8]) -> Result<Entry, StoreError> {
     serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
-/// Removes expired entries, then the soonest-expiring ones down to 90 % of the bound.
-fn prune_table(t: &mut redb::Table<'_, &str, &[u8]>, now: u64, max: u64) -> Result<(), StoreError> {
-    t.retain(|_, v| decode(v).map(|e| e.live(now)).unwrap_or(false))
+fn get(
+    t: &redb::Table<'_, &'static str, &'static [u8]>,
+    fp: &str,
+) -> Result<Option<Entry>, StoreError> {
+    match t.get(fp).map_err(unavailable)? {
+        Some(v) => decode(v.value()).map(Some),
+        None => Ok(None),
+    }
+}
+
+fn put(tables: &mut Tables<'_>, fp: &str, e: &Entry) -> Result<(), StoreError> {
+    let bytes = serde_json::to_vec(e).map_err(unavailable)?;
+    tables.0.insert(fp, bytes.as_slice()).map_err(unavailable)?;
+    tables
+        .1
+        .insert((e.expires_at_ms, fp), ())
         .map_err(unavailable)?;
-    let len = t.len().map_err(unavailable)?;
-    if len < max {
-        return Ok(());
+    Ok(())
+}
+
+/// Removes up to `PRUNE_PER_CLAIM` expired entries, and past the bound the soonest-expiring
+/// ones down to 90 % of it: each found through the front of the expiry index.
+fn prune(tables: &mut Tables<'_>, now: u64, max: u64) -> Result<(), StoreError> {
+    let len = tables.0.len().map_err(unavailable)?;
+    let over = if len >= max {
+        len - (max - max / 10 - 1)
+    } else {
+        0
+    };
+    let mut victims: Vec<(u64, String)> = Vec::new();
+    for item in tables.1.iter().map_err(unavailable)? {
+        let (k, _) = item.map_err(unavailable)?;
+        let (expires, fp) = k.value();
+        let expired = expires <= now && victims.len() < PRUNE_PER_CLAIM;
+        if !expired && victims.len() as u64 >= over {
+            break;
+        }
+        victims.push((expires, fp.to_owned()));
     }
-    let mut by_expiry: Vec<(u64, String)> = Vec::with_capacity(len as usize);
-    for item in t.iter().map_err(unavailable)? {
-        let (k, v) = item.map_err(unavailable)?;
-        let expires = decode(v.value()).map(|e| e.expires_at_ms).unwrap_or(0);
-        by_expiry.push((expires, k.value().to_owned()));
-    }
-    by_expiry.sort_unstable();
-    // Down to 90 % of the bound: the scan and sort are paid once per tenth of the bound.
-    let keep = max - max / 10 - 1;
-    for (_, k) in by_expiry
-        .into_iter()
-        .take(len.saturating_sub(keep) as usize)
-    {
-        t.remove(k.as_str()).map_err(unavailable)?;
+    for (expires, fp) in victims {
+        tables
+            .1
+            .remove((expires, fp.as_str()))
+            .map_err(unavailable)?;
+        tables.0.remove(fp.as_str()).map_err(unavailable)?;
     }
     Ok(())
 }
@@ -238,5 +284,42 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("/proc/nope"), "{err}");
+    }
+}
+
+#[cfg(test)]
+mod index_tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn expired_entries_leave_the_index_too() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = EmbeddedStore::open(&dir.path().join("d.redb"), 1000).unwrap();
+        let now = now_ms();
+        for i in 0..10 {
+            let e = Entry {
+                token: "t".into(),
+                owner: "o".into(),
+                in_flight: false,
+                lease_until_ms: now,
+                expires_at_ms: now.saturating_sub(1),
+            };
+            s.claim(&format!("old{i}"), &e).await.unwrap();
+        }
+        let live = Entry {
+            token: "t".into(),
+            owner: "o".into(),
+            in_flight: true,
+            lease_until_ms: now + 60_000,
+            expires_at_ms: now + 60_000,
+        };
+        s.claim("new", &live).await.unwrap();
+        assert_eq!(
+            s.len().unwrap(),
+            1,
+            "the expired entries were pruned by the next claim"
+        );
+        let tx = s.db.begin_read().unwrap();
+        assert_eq!(tx.open_table(EXPIRY).unwrap().len().unwrap(), 1);
     }
 }
