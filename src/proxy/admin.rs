@@ -4,7 +4,6 @@
 
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::Duration;
 
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
@@ -24,13 +23,8 @@ pub async fn serve(
     mut shutdown: watch::Receiver<bool>,
 ) {
     loop {
-        let accepted = tokio::select! {
-            a = listener.accept() => a,
-            _ = shutdown.changed() => return,
-        };
-        let Ok((stream, _)) = accepted else {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            continue;
+        let Some((stream, _)) = crate::net::accept(&listener, &mut shutdown).await else {
+            return;
         };
         let current = current.clone();
         tokio::spawn(async move {

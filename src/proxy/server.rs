@@ -361,18 +361,8 @@ async fn accept_loop(
     let graceful = GracefulShutdown::new();
     let builder = Arc::new(conn_builder(p));
     loop {
-        let accepted = tokio::select! {
-            a = listener.accept() => a,
-            _ = shutdown.changed() => break,
-        };
-        let (stream, peer) = match accepted {
-            Ok(x) => x,
-            Err(e) => {
-                // Out of file descriptors and the like: back off briefly instead of spinning.
-                tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
+        let Some((stream, peer)) = crate::net::accept(&listener, &mut shutdown).await else {
+            break;
         };
         let shared = current.get();
         let allowed = &shared.config.proxy.allow_clients;

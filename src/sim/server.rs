@@ -34,13 +34,8 @@ pub(super) async fn accept_loop(
     mut shutdown: watch::Receiver<bool>,
 ) {
     loop {
-        let accepted = tokio::select! {
-            a = listener.accept() => a,
-            _ = shutdown.changed() => return,
-        };
-        let Ok((stream, _)) = accepted else {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            continue;
+        let Some((stream, _)) = crate::net::accept(&listener, &mut shutdown).await else {
+            return;
         };
         let shared = shared.clone();
         let tls = shared.tls.clone();
