@@ -45,6 +45,18 @@ pub const NON_BUSINESS: &[&str] = &[
     "Version",
 ];
 
+/// True if the body is `application/x-www-form-urlencoded` (its parameters are signed too).
+pub fn is_form(headers: &http::HeaderMap) -> bool {
+    headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.trim_start()
+                .to_ascii_lowercase()
+                .starts_with("application/x-www-form-urlencoded")
+        })
+}
+
 /// Why parameters could not be parsed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ParamError {

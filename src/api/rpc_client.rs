@@ -133,17 +133,16 @@ impl V1Call {
             }
         }
         let signed: Vec<String> = headers.iter().map(|(k, _)| k.clone()).collect();
-        let ch = super::v3::canonical_headers(&map, host, &signed).unwrap_or_default();
-        let cq = super::v3::canonical_query(p.iter_in(Place::Query));
-        let sts = super::v3::Signable {
-            method: "POST",
-            path: "/",
-            canonical_query: &cq,
-            canonical_headers: &ch,
-            signed_headers: &signed,
-            payload_hash: super::v3::EMPTY_SHA256,
-        }
-        .string_to_sign();
+        let sts = super::v3::request_string_to_sign(
+            "POST",
+            "/",
+            host,
+            &map,
+            &p,
+            &signed,
+            super::v3::EMPTY_SHA256,
+        )
+        .unwrap_or_default();
         let auth = super::v3::Authorization {
             key_id: key_id.to_owned(),
             signed_headers: signed,

@@ -14,6 +14,7 @@ use http::HeaderMap;
 use sha2::{Digest, Sha256};
 
 use super::encode::join_pairs;
+use super::params::{Params, Place};
 use crate::secret::Secret;
 
 type HmacSha256 = Hmac<Sha256>;
@@ -192,6 +193,40 @@ impl Signable<'_> {
             sha256_hex(self.canonical_request().as_bytes())
         )
     }
+}
+
+/// The host a client signed: the `Host` header, or the HTTP/2 `:authority`.
+pub fn signed_host(headers: &HeaderMap, uri: &http::Uri) -> String {
+    headers
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_owned)
+        .or_else(|| uri.authority().map(|a| a.as_str().to_owned()))
+        .unwrap_or_default()
+}
+
+/// The string to sign of a request: `signed` headers from `headers` (with `host` as the host),
+/// the query parameters of `params`, and the body hash.
+pub fn request_string_to_sign(
+    method: &str,
+    path: &str,
+    host: &str,
+    headers: &HeaderMap,
+    params: &Params,
+    signed: &[String],
+    payload_hash: &str,
+) -> Result<String, V3Error> {
+    let canonical_headers = canonical_headers(headers, host, signed)?;
+    let canonical_query = canonical_query(params.iter_in(Place::Query));
+    Ok(Signable {
+        method,
+        path,
+        canonical_query: &canonical_query,
+        canonical_headers: &canonical_headers,
+        signed_headers: signed,
+        payload_hash,
+    }
+    .string_to_sign())
 }
 
 fn mac(secret: &Secret) -> HmacSha256 {

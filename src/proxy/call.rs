@@ -21,7 +21,7 @@ use super::ingress::{Shared, Target, strip_hop_by_hop};
 use super::response::{self, ProxyError};
 use super::upstream::HttpClient;
 use crate::api::classify::ActionClass;
-use crate::api::params::{Params, Place};
+use crate::api::params::{Params, Place, is_form};
 use crate::config::Config;
 use crate::replay::ReplayGuard;
 use crate::retry::decide::Safety;
@@ -183,18 +183,6 @@ fn bad_request(code: &'static str, message: impl Into<String>) -> ProxyError {
     ProxyError::new(StatusCode::BAD_REQUEST, code, message)
 }
 
-fn is_form(parts: &Parts) -> bool {
-    parts
-        .headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| {
-            v.trim_start()
-                .to_ascii_lowercase()
-                .starts_with("application/x-www-form-urlencoded")
-        })
-}
-
 fn prepare(
     cfg: &Config,
     replay: &ReplayGuard,
@@ -203,7 +191,7 @@ fn prepare(
     parts: &Parts,
     body: &Bytes,
 ) -> Result<Prepared, ProxyError> {
-    let body_is_form = is_form(parts);
+    let body_is_form = is_form(&parts.headers);
     let body_str = if body_is_form {
         Some(
             std::str::from_utf8(body)

@@ -19,7 +19,8 @@ use super::Shared;
 use super::faults::{Fault, FaultPlan};
 use super::state::{Refusal, RequestRecord, V3Request};
 use crate::api::error_body::{ApiError, Format, render_value};
-use crate::api::params::Params;
+use crate::api::params::{Params, is_form};
+use crate::api::v3;
 
 const MAX_BODY: usize = 1024 * 1024;
 
@@ -113,14 +114,7 @@ async fn serve(shared: &Shared, req: Request<Incoming>) -> Option<SimResponse> {
             ));
         }
     };
-    let is_form = parts
-        .headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| {
-            v.to_ascii_lowercase()
-                .starts_with("application/x-www-form-urlencoded")
-        });
+    let is_form = is_form(&parts.headers);
     let body_str = if is_form {
         std::str::from_utf8(&body).ok()
     } else {
@@ -146,13 +140,7 @@ async fn serve(shared: &Shared, req: Request<Incoming>) -> Option<SimResponse> {
     };
     let now = SystemTime::now();
     let authenticated = if is_v3 {
-        let host = parts
-            .headers
-            .get(header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .map(str::to_owned)
-            .or_else(|| parts.uri.authority().map(|a| a.to_string()))
-            .unwrap_or_default();
+        let host = v3::signed_host(&parts.headers, &parts.uri);
         let req = V3Request {
             method: &method,
             path: parts.uri.path(),

@@ -263,18 +263,16 @@ impl SimState {
                 ));
             }
         }
-        let headers = v3::canonical_headers(req.headers, req.host, &auth.signed_headers)
-            .map_err(|e| refuse(400, "IncompleteSignature", e.to_string()))?;
-        let query = v3::canonical_query(params.iter_in(crate::api::params::Place::Query));
-        let sts = v3::Signable {
-            method: req.method,
-            path: req.path,
-            canonical_query: &query,
-            canonical_headers: &headers,
-            signed_headers: &auth.signed_headers,
-            payload_hash: &payload_hash,
-        }
-        .string_to_sign();
+        let sts = v3::request_string_to_sign(
+            req.method,
+            req.path,
+            req.host,
+            req.headers,
+            params,
+            &auth.signed_headers,
+            &payload_hash,
+        )
+        .map_err(|e| refuse(400, "IncompleteSignature", e.to_string()))?;
         if !v3::verify(secret, &sts, &auth.signature) {
             return Err(refuse(
                 400,

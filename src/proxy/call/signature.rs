@@ -70,17 +70,6 @@ fn mismatch(sts: &str) -> String {
     )
 }
 
-/// The host a client signed: the `Host` header, or the HTTP/2 authority.
-pub(super) fn received_host(parts: &Parts) -> String {
-    parts
-        .headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .map(str::to_owned)
-        .or_else(|| parts.uri.authority().map(|a| a.as_str().to_owned()))
-        .unwrap_or_default()
-}
-
 /// Identifies and verifies the caller's signature.
 pub(super) fn identify(
     cfg: &Config,
@@ -203,19 +192,17 @@ fn identify_v3(
             ));
         }
     }
-    let host = received_host(parts);
-    let headers = v3::canonical_headers(&parts.headers, &host, &auth.signed_headers)
-        .map_err(|e| bad("IncompleteSignature", e.to_string()))?;
-    let query = v3::canonical_query(params.iter_in(Place::Query));
-    let sts = v3::Signable {
-        method: parts.method.as_str(),
-        path: parts.uri.path(),
-        canonical_query: &query,
-        canonical_headers: &headers,
-        signed_headers: &auth.signed_headers,
-        payload_hash: &payload_hash,
-    }
-    .string_to_sign();
+    let host = v3::signed_host(&parts.headers, &parts.uri);
+    let sts = v3::request_string_to_sign(
+        parts.method.as_str(),
+        parts.uri.path(),
+        &host,
+        &parts.headers,
+        params,
+        &auth.signed_headers,
+        &payload_hash,
+    )
+    .map_err(|e| bad("IncompleteSignature", e.to_string()))?;
     if !v3::verify(secret, &sts, &auth.signature) {
         return Err(bad("SignatureDoesNotMatch", mismatch(&sts)));
     }
@@ -298,18 +285,16 @@ impl Signing {
             }
         }
         // Every signed header is present: the caller's were verified, ours were just set.
-        let canonical_headers =
-            v3::canonical_headers(headers, a.authority, signed_headers).unwrap_or_default();
-        let query = v3::canonical_query(params.iter_in(Place::Query));
-        let sts = v3::Signable {
-            method: a.method,
-            path: a.path,
-            canonical_query: &query,
-            canonical_headers: &canonical_headers,
+        let sts = v3::request_string_to_sign(
+            a.method,
+            a.path,
+            a.authority,
+            headers,
+            params,
             signed_headers,
-            payload_hash: &hash,
-        }
-        .string_to_sign();
+            &hash,
+        )
+        .unwrap_or_default();
         let auth = v3::Authorization {
             key_id: key_id.clone(),
             signed_headers: signed_headers.clone(),
