@@ -123,3 +123,16 @@ impl Store {
         }
     }
 }
+
+/// An in-flight entry living `ttl_ms`, for the stores' tests.
+#[cfg(test)]
+pub(crate) fn test_entry(token: &str, ttl_ms: u64) -> Entry {
+    let now = now_ms();
+    Entry {
+        token: token.into(),
+        owner: "me".into(),
+        in_flight: true,
+        lease_until_ms: now + ttl_ms,
+        expires_at_ms: now + ttl_ms,
+    }
+}

@@ -13,8 +13,8 @@ use std::time::Duration;
 use idemproxy::api::rpc_client::Placement;
 use idemproxy::client::{self, Route};
 
-use crate::dedupe::{ProxyProcess, write_config};
 use crate::support::{HOST, create, signer, start_sim};
+use crate::support::{ProxyProcess, write_config};
 
 fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name)

@@ -25,14 +25,11 @@ fn check_config_accepts_the_example() {
 
 #[test]
 fn check_config_names_the_bad_key_and_exits_64() {
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("bad.toml");
-    std::fs::write(&file, "[retry]\nmax_atempts = 3\n").unwrap();
-    let out = Command::new(BIN)
-        .arg("check-config")
-        .arg(&file)
-        .output()
-        .unwrap();
+    let out = crate::support::check_config(
+        "[retry]
+max_atempts = 3
+",
+    );
     assert_eq!(out.status.code(), Some(64));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -83,18 +80,9 @@ fn simulate_refuses_bad_faults_and_keys() {
 
 #[test]
 fn a_missing_ca_is_a_clear_startup_error() {
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("tls.toml");
-    std::fs::write(
-        &file,
+    let out = crate::support::check_config(
         "[tls]\nca_cert = \"certs/ca.pem\"\nca_key = \"certs/ca-key.pem\"\n",
-    )
-    .unwrap();
-    let out = Command::new(BIN)
-        .arg("check-config")
-        .arg(&file)
-        .output()
-        .unwrap();
+    );
     assert_eq!(out.status.code(), Some(64));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(

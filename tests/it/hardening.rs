@@ -13,10 +13,8 @@ use idemproxy::secret::Secret;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::dedupe::{ProxyProcess, write_config};
 use crate::support::{HOST, KEY_ID, SECRET, code, create, proxy_toml_with, start_proxy, start_sim};
-
-const BIN: &str = env!("CARGO_BIN_EXE_idemproxy");
+use crate::support::{ProxyProcess, write_config};
 
 fn signed_request(call: &V1Call, at: SystemTime, nonce: &str) -> Request<Full<Bytes>> {
     let s = call.sign(
@@ -87,30 +85,18 @@ async fn a_replayed_or_stale_caller_request_is_refused_like_the_api_would() {
 
 #[test]
 fn a_non_loopback_listener_needs_auth_or_an_allow_list() {
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("open.toml");
-    std::fs::write(
-        &file,
+    let out = crate::support::check_config(
         "[proxy]\nlisten = \"0.0.0.0:8080\"\n[dedupe]\nstore = \"memory\"\n",
-    )
-    .unwrap();
-    let out = Command::new(BIN)
-        .arg("check-config")
-        .arg(&file)
-        .output()
-        .unwrap();
+    );
     assert_eq!(out.status.code(), Some(64));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("proxy.listen") && err.contains("open proxy"),
         "{err}"
     );
-    std::fs::write(&file, "[proxy]\nlisten = \"0.0.0.0:8080\"\nallow_clients = [\"10.0.0.0/8\"]\n[dedupe]\nstore = \"memory\"\n").unwrap();
-    let out = Command::new(BIN)
-        .arg("check-config")
-        .arg(&file)
-        .output()
-        .unwrap();
+    let out = crate::support::check_config(
+        "[proxy]\nlisten = \"0.0.0.0:8080\"\nallow_clients = [\"10.0.0.0/8\"]\n[dedupe]\nstore = \"memory\"\n",
+    );
     assert!(
         out.status.success(),
         "{}",

@@ -11,8 +11,8 @@ use idemproxy::api::rpc_client::{Placement, V1Call};
 use idemproxy::client::{self, Route, Signer};
 use idemproxy::secret::Secret;
 
-use crate::dedupe::{ProxyProcess, write_config};
 use crate::support::{HOST, KEY_ID, SECRET, create, start_sim};
+use crate::support::{ProxyProcess, write_config};
 
 const STS: &str = "sts-token-must-not-leak-8c1f";
 

@@ -1,7 +1,10 @@
 //! Test rig: a simulator with faults and a proxy in front of it.
 
 use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
 use std::path::Path;
+use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,6 +18,7 @@ use tokio::net::TcpListener;
 pub const KEY_ID: &str = "testid";
 pub const SECRET: &str = "testsecret";
 pub const HOST: &str = "gpdb.aliyuncs.com";
+const BIN: &str = env!("CARGO_BIN_EXE_idemproxy");
 
 pub struct Rig {
     pub sim: SimHandle,
@@ -110,4 +114,103 @@ pub fn code(reply: &Reply) -> String {
         .json()
         .and_then(|v| v["Code"].as_str().map(str::to_owned))
         .unwrap_or_default()
+}
+
+/// A proxy as a real process, killed on drop; its log lines are kept.
+pub struct ProxyProcess {
+    child: Child,
+    pub addr: SocketAddr,
+    pub logs: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl ProxyProcess {
+    pub fn start(config: &Path) -> Self {
+        Self::start_with_env(config, &[])
+    }
+
+    pub fn start_with_env(config: &Path, env: &[(&str, &str)]) -> Self {
+        let mut child = Command::new(BIN)
+            .args(["--log-format", "json", "--config"])
+            .arg(config)
+            .envs(env.iter().copied())
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let logs = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let kept = logs.clone();
+        std::thread::spawn(move || {
+            let mut tx = Some(tx);
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                kept.lock().unwrap().push(line.clone());
+                let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else {
+                    continue;
+                };
+                if let (Some(addr), Some(t)) = (v["fields"]["addr"].as_str(), tx.as_ref()) {
+                    if v["fields"]["message"] == "idemproxy listening" {
+                        let _ = t.send(addr.to_owned());
+                        tx = None;
+                    }
+                }
+            }
+        });
+        let addr = rx
+            .recv_timeout(Duration::from_secs(20))
+            .expect("the proxy did not report its address");
+        ProxyProcess {
+            child,
+            addr: addr.parse().unwrap(),
+            logs,
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Waits for the process to exit on its own; its exit code, if it exited in time.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<i32> {
+        let end = std::time::Instant::now() + limit;
+        while std::time::Instant::now() < end {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    pub fn kill9(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-9", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for ProxyProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn write_config(dir: &Path, name: &str, sim: SocketAddr, dedupe: &str) -> std::path::PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, proxy_toml_with(sim, "", "", dedupe)).unwrap();
+    path
+}
+
+/// Runs `idemproxy check-config` on `toml` written to a temporary file.
+pub fn check_config(toml: &str) -> std::process::Output {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("idemproxy.toml");
+    std::fs::write(&file, toml).unwrap();
+    Command::new(BIN)
+        .arg("check-config")
+        .arg(&file)
+        .output()
+        .unwrap()
 }

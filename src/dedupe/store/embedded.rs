@@ -223,17 +223,7 @@ fn prune(tables: &mut Tables<'_>, now: u64, max: u64) -> Result<(), StoreError> 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn entry(token: &str, ttl: u64) -> Entry {
-        let now = now_ms();
-        Entry {
-            token: token.into(),
-            owner: "me".into(),
-            in_flight: true,
-            lease_until_ms: now + ttl,
-            expires_at_ms: now + ttl,
-        }
-    }
+    use crate::dedupe::store::test_entry as entry;
 
     #[tokio::test]
     async fn survives_reopening() {

@@ -90,17 +90,7 @@ fn claimed_at(e: &Entry) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn entry(token: &str, ttl: u64) -> Entry {
-        let now = now_ms();
-        Entry {
-            token: token.into(),
-            owner: "me".into(),
-            in_flight: true,
-            lease_until_ms: now + ttl,
-            expires_at_ms: now + ttl,
-        }
-    }
+    use crate::dedupe::store::test_entry as entry;
 
     #[test]
     fn claim_complete_expire() {
