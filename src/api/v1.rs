@@ -9,7 +9,7 @@ use base64::engine::general_purpose::STANDARD as B64;
 use hmac::{Hmac, Mac};
 use sha1::Sha1;
 
-use super::encode::{encode, encode_into, join_pairs};
+use super::encode::{encode_into, join_pairs};
 use super::params::{Params, Place};
 use crate::secret::Secret;
 
@@ -98,14 +98,10 @@ pub fn resign(
     params.set(SIGNATURE, sig, default_place);
 }
 
-/// Percent-encodes a value (re-exported for callers that build URLs).
-pub fn enc(s: &str) -> String {
-    encode(s)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::encode::encode;
     use proptest::prelude::*;
 
     fn secret(s: &str) -> Secret {
@@ -115,7 +111,7 @@ mod tests {
     fn params(pairs: &[(&str, &str)]) -> Params {
         let q: Vec<String> = pairs
             .iter()
-            .map(|(k, v)| format!("{}={}", enc(k), enc(v)))
+            .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
             .collect();
         Params::parse(Some(&q.join("&")), None).unwrap()
     }
