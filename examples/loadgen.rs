@@ -178,7 +178,9 @@ async fn worker(o: Opts, id: usize, start: Instant) -> Stats {
     let mut n = 0u64;
     loop {
         let due = match interval {
-            Some(i) => start + i.mul_f64(n as f64),
+            // Each connection's schedule is offset by its share of the interval, so that the
+            // connections' requests interleave instead of arriving as bursts of `connections`.
+            Some(i) => start + i.mul_f64(n as f64 + id as f64 / o.connections as f64),
             None => Instant::now(),
         };
         if due >= start + o.duration {

@@ -98,7 +98,7 @@ pub async fn send_v1(
     placement: Placement,
     timeout: Duration,
 ) -> Result<Reply, ClientError> {
-    let nonce = uuid::Uuid::new_v4().simple().to_string();
+    let nonce = crate::ids::uuid_v4().simple().to_string();
     let signed = call.sign(
         &signer.key_id,
         &signer.secret,
@@ -126,7 +126,7 @@ pub async fn send_v3(
     call: &V1Call,
     timeout: Duration,
 ) -> Result<Reply, ClientError> {
-    let nonce = uuid::Uuid::new_v4().simple().to_string();
+    let nonce = crate::ids::uuid_v4().simple().to_string();
     let signed = call.sign_v3(
         &signer.key_id,
         &signer.secret,

@@ -19,6 +19,7 @@ pub mod client;
 pub mod config;
 pub mod dedupe;
 pub mod demo;
+pub mod ids;
 pub mod net;
 pub mod proxy;
 pub mod replay;

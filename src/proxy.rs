@@ -10,6 +10,7 @@ pub mod admin;
 pub mod body;
 pub mod call;
 pub mod connect;
+pub mod detach;
 pub mod ingress;
 pub mod response;
 pub mod server;

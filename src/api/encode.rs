@@ -56,29 +56,38 @@ pub fn join_pairs<'a>(pairs: impl Iterator<Item = (&'a str, &'a str)>) -> String
 
 /// Decodes one `application/x-www-form-urlencoded` component: `+` is a space, `%XY` a byte.
 pub fn form_decode(s: &str) -> Result<String, DecodeError> {
+    let mut out = String::with_capacity(s.len());
+    form_decode_into(&mut out, s)?;
+    Ok(out)
+}
+
+/// Appends the decoding of `s` (see [`form_decode`]) to `out`; on error `out` is unchanged.
+pub fn form_decode_into(out: &mut String, s: &str) -> Result<(), DecodeError> {
     let bytes = s.as_bytes();
     if !bytes.iter().any(|b| *b == b'%' || *b == b'+') {
-        return Ok(s.to_owned());
+        out.push_str(s);
+        return Ok(());
     }
-    let mut out = Vec::with_capacity(bytes.len());
+    let mut decoded = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
         match bytes[i] {
-            b'+' => out.push(b' '),
+            b'+' => decoded.push(b' '),
             b'%' => {
                 let hi = bytes.get(i + 1).and_then(|b| hex_val(*b));
                 let lo = bytes.get(i + 2).and_then(|b| hex_val(*b));
                 match (hi, lo) {
-                    (Some(h), Some(l)) => out.push(h << 4 | l),
+                    (Some(h), Some(l)) => decoded.push(h << 4 | l),
                     _ => return Err(DecodeError::BadEscape(i)),
                 }
                 i += 2;
             }
-            b => out.push(b),
+            b => decoded.push(b),
         }
         i += 1;
     }
-    String::from_utf8(out).map_err(|_| DecodeError::NotUtf8)
+    out.push_str(std::str::from_utf8(&decoded).map_err(|_| DecodeError::NotUtf8)?);
+    Ok(())
 }
 
 fn hex_val(b: u8) -> Option<u8> {

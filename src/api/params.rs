@@ -5,9 +5,7 @@
 //! placement. Duplicate names (within or across the two places) are refused: the API would
 //! sign one of them and the proxy cannot know which.
 
-use std::collections::BTreeMap;
-
-use super::encode::{DecodeError, form_decode, join_pairs};
+use super::encode::{DecodeError, form_decode_into, join_pairs};
 
 /// Where a parameter travels on the wire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,20 +77,63 @@ pub enum ParamError {
 }
 
 /// A sorted, duplicate-free parameter map with per-parameter placement.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+///
+/// Every decoded name and value lives in one string (`buf`); the entries, sorted by name, hold
+/// ranges into it. Parsing a call's parameters makes a handful of allocations instead of two
+/// per parameter, and re-signing appends the new nonce, timestamp and signature without
+/// copying the rest (the replaced values stay in `buf` as garbage, a few bytes per attempt).
+#[derive(Debug, Clone, Default)]
 pub struct Params {
-    map: BTreeMap<String, (String, Place)>,
+    buf: String,
+    entries: Vec<Entry>,
 }
+
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    name: (usize, usize),
+    value: (usize, usize),
+    place: Place,
+}
+
+impl PartialEq for Params {
+    fn eq(&self, other: &Self) -> bool {
+        self.len() == other.len()
+            && self.entries.iter().zip(&other.entries).all(|(a, b)| {
+                a.place == b.place
+                    && self.slice(a.name) == other.slice(b.name)
+                    && self.slice(a.value) == other.slice(b.value)
+            })
+    }
+}
+
+impl Eq for Params {}
 
 impl Params {
     /// Parses a query string and an optional form body into one map.
     pub fn parse(query: Option<&str>, body: Option<&str>) -> Result<Self, ParamError> {
-        let mut params = Params::default();
+        let raw_len = query.map_or(0, str::len) + body.map_or(0, str::len);
+        let mut params = Params {
+            buf: String::with_capacity(raw_len + 128),
+            entries: Vec::with_capacity(raw_len / 8 + 4),
+        };
         if let Some(q) = query {
             params.add_encoded(q, Place::Query)?;
         }
         if let Some(b) = body {
             params.add_encoded(b, Place::Body)?;
+        }
+        // Sorting once (rather than inserting in order) keeps parsing O(n log n) for hostile
+        // inputs with very many parameters.
+        let buf = &params.buf;
+        params
+            .entries
+            .sort_by(|a, b| buf[a.name.0..a.name.1].cmp(&buf[b.name.0..b.name.1]));
+        if let Some(w) = params
+            .entries
+            .windows(2)
+            .find(|w| params.slice(w[0].name) == params.slice(w[1].name))
+        {
+            return Err(ParamError::Duplicate(params.slice(w[0].name).to_owned()));
         }
         Ok(params)
     }
@@ -105,71 +146,101 @@ impl Params {
                 name: raw_name.chars().take(64).collect(),
                 source,
             };
-            let name = form_decode(raw_name).map_err(malformed)?;
-            let value = form_decode(raw_value).map_err(malformed)?;
-            if name.is_empty() {
+            let name = self.decode_into_buf(raw_name).map_err(malformed)?;
+            let value = self.decode_into_buf(raw_value).map_err(malformed)?;
+            if name.0 == name.1 {
                 return Err(ParamError::EmptyName(place.as_str()));
             }
-            if self.map.contains_key(&name) {
-                return Err(ParamError::Duplicate(name));
-            }
-            self.map.insert(name, (value, place));
+            self.entries.push(Entry { name, value, place });
         }
         Ok(())
     }
 
+    fn decode_into_buf(&mut self, raw: &str) -> Result<(usize, usize), DecodeError> {
+        let start = self.buf.len();
+        form_decode_into(&mut self.buf, raw)?;
+        Ok((start, self.buf.len()))
+    }
+
+    fn push(&mut self, s: &str) -> (usize, usize) {
+        let start = self.buf.len();
+        self.buf.push_str(s);
+        (start, self.buf.len())
+    }
+
+    fn slice(&self, (start, end): (usize, usize)) -> &str {
+        self.buf.get(start..end).unwrap_or_default()
+    }
+
+    fn find(&self, name: &str) -> Result<usize, usize> {
+        self.entries
+            .binary_search_by(|e| self.slice(e.name).cmp(name))
+    }
+
     /// The value of `name`, if present.
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.map.get(name).map(|(v, _)| v.as_str())
+        let i = self.find(name).ok()?;
+        self.entries.get(i).map(|e| self.slice(e.value))
     }
 
     /// Where `name` travels, if present.
     pub fn place_of(&self, name: &str) -> Option<Place> {
-        self.map.get(name).map(|(_, p)| *p)
+        let i = self.find(name).ok()?;
+        self.entries.get(i).map(|e| e.place)
     }
 
     /// Sets `name`, keeping its current placement if present, else putting it at `place`.
-    pub fn set(&mut self, name: &str, value: impl Into<String>, place: Place) {
-        let value = value.into();
-        match self.map.get_mut(name) {
-            Some(slot) => slot.0 = value,
-            None => {
-                self.map.insert(name.to_owned(), (value, place));
+    pub fn set(&mut self, name: &str, value: impl AsRef<str>, place: Place) {
+        match self.find(name) {
+            Ok(i) => {
+                let value = self.push(value.as_ref());
+                if let Some(e) = self.entries.get_mut(i) {
+                    e.value = value;
+                }
+            }
+            Err(i) => {
+                let name = self.push(name);
+                let value = self.push(value.as_ref());
+                self.entries.insert(i, Entry { name, value, place });
             }
         }
     }
 
     /// Removes `name`, returning its value.
     pub fn remove(&mut self, name: &str) -> Option<String> {
-        self.map.remove(name).map(|(v, _)| v)
+        let i = self.find(name).ok()?;
+        let e = self.entries.remove(i);
+        Some(self.slice(e.value).to_owned())
     }
 
     /// True if any parameter travels in `place`.
     pub fn any_in(&self, place: Place) -> bool {
-        self.map.values().any(|(_, p)| *p == place)
+        self.entries.iter().any(|e| e.place == place)
     }
 
     /// All parameters sorted by name (byte order), as the signature needs them.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.map.iter().map(|(k, (v, _))| (k.as_str(), v.as_str()))
+        self.entries
+            .iter()
+            .map(|e| (self.slice(e.name), self.slice(e.value)))
     }
 
     /// The parameters that travel in `place`, sorted by name.
     pub fn iter_in(&self, place: Place) -> impl Iterator<Item = (&str, &str)> {
-        self.map
+        self.entries
             .iter()
-            .filter(move |(_, (_, p))| *p == place)
-            .map(|(k, (v, _))| (k.as_str(), v.as_str()))
+            .filter(move |e| e.place == place)
+            .map(|e| (self.slice(e.name), self.slice(e.value)))
     }
 
     /// Number of parameters.
     pub fn len(&self) -> usize {
-        self.map.len()
+        self.entries.len()
     }
 
     /// True if there are no parameters.
     pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
+        self.entries.is_empty()
     }
 
     /// Encodes the parameters that travel in `place` as `k=v&k=v` (RFC 3986, `%20` for space).

@@ -17,6 +17,7 @@ use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 
 use super::body::{Buffered, ProxyBody, buffer_up_to, full};
+use super::detach::Detach;
 use super::ingress::{Shared, Target, strip_hop_by_hop};
 use super::response::{self, ProxyError};
 use super::upstream::HttpClient;
@@ -146,10 +147,11 @@ pub async fn run(
     };
     match prepare(cfg, &shared.replay, &target, scheme, &parts, &body) {
         Ok(Prepared::Call(call)) => {
-            // Detached from the client connection: if the client gives up (times out), the
-            // retries still finish and the dedupe entry is released for its re-send.
+            // Runs on this connection's task, and moves to a task of its own if the client
+            // gives up (times out): the retries still finish and the dedupe entry is released
+            // for its re-send.
             let shared = shared.clone();
-            tokio::spawn(async move {
+            Detach::new(async move {
                 let _running = shared.inflight.enter();
                 window::run(&shared, *call).await
             })
@@ -158,7 +160,7 @@ pub async fn run(
                 ProxyError::new(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "Idemproxy.Internal",
-                    format!("call task failed: {e}"),
+                    format!("the call failed unexpectedly: {e}"),
                 )
                 .into_response()
             })
@@ -270,7 +272,7 @@ fn settle_token(
         Signing::V3 { .. } if sdk_place == Place::Body && body_usable => Place::Body,
         Signing::V3 { .. } => Place::Query,
     };
-    let token = uuid::Uuid::new_v4().to_string();
+    let token = crate::ids::uuid_v4().to_string();
     params.set("ClientToken", token.as_str(), place);
     Ok((TokenSource::Injected, Some(token)))
 }
@@ -301,7 +303,7 @@ async fn send_once(
     tracing::info!(host = %target.host, passthrough = reason, "forwarded once without retries");
     metrics
         .passthrough
-        .get_or_create(&vec![("reason", reason)])
+        .get_or_create(&[("reason", reason)])
         .inc();
     let mut resp = match client.request(Request::from_parts(parts, body)).await {
         Ok(r) => {

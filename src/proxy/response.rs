@@ -1,26 +1,29 @@
 //! The proxy's own responses: API-shaped errors and the `x-idemproxy-*` report headers.
+//!
+//! The header names are `HeaderName` constants: inserting a `&str` name that is not a standard
+//! header allocates a copy of it on every call.
 
-use http::{HeaderValue, Response, StatusCode, header};
+use http::{HeaderName, HeaderValue, Response, StatusCode, header};
 
 use super::body::{ProxyBody, full};
 use crate::api::error_body::{ApiError, Format};
 
 /// Header: how many attempts were sent upstream.
-pub const ATTEMPTS: &str = "x-idemproxy-attempts";
+pub const ATTEMPTS: HeaderName = HeaderName::from_static("x-idemproxy-attempts");
 /// Header: `injected`, `caller` or `none`.
-pub const TOKEN: &str = "x-idemproxy-token";
+pub const TOKEN: HeaderName = HeaderName::from_static("x-idemproxy-token");
 /// Header: the ClientToken the call carried, when there was one.
-pub const CLIENT_TOKEN: &str = "x-idemproxy-client-token";
+pub const CLIENT_TOKEN: HeaderName = HeaderName::from_static("x-idemproxy-client-token");
 /// Header: total time spent waiting between attempts, in milliseconds.
-pub const WAIT_MS: &str = "x-idemproxy-wait-ms";
+pub const WAIT_MS: HeaderName = HeaderName::from_static("x-idemproxy-wait-ms");
 /// Header: the action class (`read-only`, `token`, `mutating`).
-pub const CLASS: &str = "x-idemproxy-class";
+pub const CLASS: HeaderName = HeaderName::from_static("x-idemproxy-class");
 /// Header: why the proxy did not handle a request as a retryable call, if it did not.
-pub const PASSTHROUGH: &str = "x-idemproxy-passthrough";
+pub const PASSTHROUGH: HeaderName = HeaderName::from_static("x-idemproxy-passthrough");
 /// Header: set on the proxy's own error responses, naming the error kind.
-pub const ERROR: &str = "x-idemproxy-error";
+pub const ERROR: HeaderName = HeaderName::from_static("x-idemproxy-error");
 /// Header: why retries stopped early (e.g. `unsafe`), when they did.
-pub const RETRY_STOP: &str = "x-idemproxy-retry-stopped";
+pub const RETRY_STOP: HeaderName = HeaderName::from_static("x-idemproxy-retry-stopped");
 
 /// An error produced by the proxy itself.
 #[derive(Debug, Clone)]
@@ -63,7 +66,7 @@ impl ProxyError {
 
     /// Renders the API-shaped response.
     pub fn into_response(self) -> Response<ProxyBody> {
-        let request_id = uuid::Uuid::new_v4().to_string().to_uppercase();
+        let request_id = crate::ids::uuid_v4().to_string().to_uppercase();
         let body = ApiError {
             request_id: &request_id,
             host_id: &self.host,

@@ -10,15 +10,15 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-/// A label set of static pairs.
-pub type Labels = Vec<(&'static str, &'static str)>;
+/// A label set of `N` static pairs: a fixed-size array, so that counting allocates nothing.
+pub type Labels<const N: usize = 1> = [(&'static str, &'static str); N];
 
 /// Every metric the proxy exports.
 #[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
     /// Client API calls by action class and outcome.
-    pub requests: Family<Labels, Counter>,
+    pub requests: Family<Labels<2>, Counter>,
     /// Attempts sent upstream, by action class.
     pub attempts: Family<Labels, Counter>,
     /// Retries by reason.
@@ -168,7 +168,7 @@ mod tests {
     fn renders_prometheus_text_with_the_prefix() {
         let m = Metrics::new();
         m.requests
-            .get_or_create(&vec![("class", "token"), ("outcome", "2xx")])
+            .get_or_create(&[("class", "token"), ("outcome", "2xx")])
             .inc();
         m.throttled.inc();
         m.upstream_latency.observe(0.002);

@@ -25,6 +25,8 @@ use crate::retry::limit::NoPermit;
 /// Error bodies are read up to this size to find the API error `Code`.
 const ERROR_BODY_LIMIT: usize = 256 * 1024;
 
+const CONTENT_MD5: http::HeaderName = http::HeaderName::from_static("content-md5");
+
 /// What one attempt produced.
 enum Attempt {
     Response {
@@ -49,7 +51,7 @@ struct Report {
 pub(super) async fn execute(
     shared: &Shared,
     client: &HttpClient,
-    call: Call,
+    mut call: Call,
 ) -> Response<ProxyBody> {
     let r = &shared.config.retry;
     let m = &shared.metrics;
@@ -91,12 +93,12 @@ pub(super) async fn execute(
         }
         report.attempts += 1;
         m.attempts
-            .get_or_create(&vec![("class", call.class.label())])
+            .get_or_create(&[("class", call.class.label())])
             .inc();
         let per_try = r
             .per_try_timeout
             .min(deadline.saturating_duration_since(Instant::now()));
-        let req = build_attempt(&call, SystemTime::now());
+        let req = build_attempt(&mut call, SystemTime::now());
         let sent_at = Instant::now();
         let attempt = match tokio::time::timeout(per_try, send(client, req)).await {
             Ok(a) => a,
@@ -147,9 +149,7 @@ pub(super) async fn execute(
             report.stopped = Some("retry-budget");
             return finish(shared, &call, attempt, report);
         }
-        m.retries
-            .get_or_create(&vec![("reason", reason.label())])
-            .inc();
+        m.retries.get_or_create(&[("reason", reason.label())]).inc();
         tracing::debug!(action = %call.action, attempt = report.attempts, reason = reason.label(),
             wait_ms = wait.as_millis() as u64, "retrying");
         tokio::time::sleep(wait).await;
@@ -190,9 +190,11 @@ fn judge(attempt: &Attempt, safety: Safety, statuses: &[u16]) -> (Decision, Opti
 }
 
 /// Builds one attempt: fresh nonce and timestamp, new signature, the caller's placement.
-fn build_attempt(call: &Call, now: SystemTime) -> Request<ProxyBody> {
-    let mut params = call.params.clone();
-    let nonce = uuid::Uuid::new_v4().to_string();
+///
+/// The call's parameters are re-signed in place (no copy per attempt): each attempt overwrites
+/// the nonce, the timestamp and the signature, and the signature never covers itself.
+fn build_attempt(call: &mut Call, now: SystemTime) -> Request<ProxyBody> {
+    let nonce = crate::ids::uuid_v4().to_string();
     let timestamp = format_timestamp(now);
     let a = signature::Attempt {
         method: call.method.as_str(),
@@ -201,10 +203,10 @@ fn build_attempt(call: &Call, now: SystemTime) -> Request<ProxyBody> {
         timestamp: &timestamp,
         nonce: &nonce,
     };
-    call.signing.params(&mut params, &call.secret, &a);
-    let query = params.encode(Place::Query);
+    call.signing.params(&mut call.params, &call.secret, &a);
+    let query = call.params.encode(Place::Query);
     let body = if call.body_is_form {
-        Bytes::from(params.encode(Place::Body))
+        Bytes::from(call.params.encode(Place::Body))
     } else {
         call.raw_body.clone()
     };
@@ -221,11 +223,11 @@ fn build_attempt(call: &Call, now: SystemTime) -> Request<ProxyBody> {
     if call.body_is_form && headers.contains_key("content-md5") {
         let md5 = base64::engine::general_purpose::STANDARD.encode(Md5::digest(&body));
         if let Ok(v) = HeaderValue::from_str(&md5) {
-            headers.insert("content-md5", v);
+            headers.insert(CONTENT_MD5, v);
         }
     }
     call.signing
-        .headers(&mut headers, &params, &body, &call.secret, &a);
+        .headers(&mut headers, &call.params, &body, &call.secret, &a);
     let mut req = Request::new(full(body));
     *req.method_mut() = call.method.clone();
     *req.headers_mut() = headers;
@@ -332,14 +334,11 @@ fn decorate(
         _ => "5xx",
     };
     m.requests
-        .get_or_create(&vec![
-            ("class", call.class.label()),
-            ("outcome", outcome_class),
-        ])
+        .get_or_create(&[("class", call.class.label()), ("outcome", outcome_class)])
         .inc();
     if call.token != TokenSource::None {
         m.tokens
-            .get_or_create(&vec![("source", call.token.label())])
+            .get_or_create(&[("source", call.token.label())])
             .inc();
     }
     tracing::info!(

@@ -9,7 +9,7 @@ use std::time::SystemTime;
 
 use bytes::Bytes;
 use http::request::Parts;
-use http::{HeaderMap, HeaderValue, StatusCode, header};
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 
 use crate::api::error_body::Format;
 use crate::api::params::{Params, Place};
@@ -26,6 +26,10 @@ const V3_SET: [&str; 4] = [
     "x-acs-date",
     "x-acs-signature-nonce",
 ];
+
+const X_ACS_DATE: HeaderName = HeaderName::from_static("x-acs-date");
+const X_ACS_NONCE: HeaderName = HeaderName::from_static("x-acs-signature-nonce");
+const X_ACS_CONTENT_SHA256: HeaderName = HeaderName::from_static("x-acs-content-sha256");
 
 /// How a call is signed.
 #[derive(Debug, Clone)]
@@ -275,10 +279,10 @@ impl Signing {
         };
         let hash = v3::sha256_hex(body);
         for (name, value) in [
-            ("x-acs-date", a.timestamp),
-            ("x-acs-signature-nonce", a.nonce),
-            ("x-acs-content-sha256", hash.as_str()),
-            ("host", a.authority),
+            (X_ACS_DATE, a.timestamp),
+            (X_ACS_NONCE, a.nonce),
+            (X_ACS_CONTENT_SHA256, hash.as_str()),
+            (header::HOST, a.authority),
         ] {
             if let Ok(v) = HeaderValue::from_str(value) {
                 headers.insert(name, v);

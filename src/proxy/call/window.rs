@@ -17,7 +17,7 @@ use crate::proxy::response::ProxyError;
 /// An in-flight marker outlives the call's deadline by this much before others ignore it.
 const LEASE_MARGIN: Duration = Duration::from_secs(5);
 /// Header: set when the dedupe store failed and the call went on with a fresh token.
-pub const DEDUPE: &str = "x-idemproxy-dedupe";
+pub const DEDUPE: http::HeaderName = http::HeaderName::from_static("x-idemproxy-dedupe");
 
 /// Runs `call` with dedupe when it applies, else straight through the attempt loop.
 pub(super) async fn run(shared: &Shared, mut call: Call) -> Response<ProxyBody> {
