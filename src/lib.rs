@@ -19,6 +19,8 @@ pub mod client;
 pub mod config;
 pub mod dedupe;
 pub mod demo;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod ids;
 pub mod net;
 pub mod proxy;

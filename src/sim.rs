@@ -133,16 +133,50 @@ impl SimHandle {
     }
 }
 
+impl Shared {
+    fn new(config: SimConfig) -> Self {
+        Shared {
+            buckets: Mutex::new(HashMap::new()),
+            state: SimState::new(config.keys, config.window),
+            faults: Mutex::new(config.faults),
+            tls: config.tls,
+            static_mode: config.static_mode,
+        }
+    }
+}
+
+/// A simulator without a socket, answering in-memory requests (used by the fuzz targets).
+#[derive(Debug)]
+pub struct InProcess {
+    shared: Shared,
+}
+
+impl InProcess {
+    /// A simulator with `config` (its `tls` is ignored).
+    pub fn new(config: SimConfig) -> Self {
+        InProcess {
+            shared: Shared::new(config),
+        }
+    }
+
+    /// Answers one request; `None` where a socket would be reset (a fault).
+    pub async fn answer(
+        &self,
+        req: http::Request<http_body_util::Full<bytes::Bytes>>,
+    ) -> Option<http::Response<http_body_util::Full<bytes::Bytes>>> {
+        server::serve(&self.shared, req).await
+    }
+
+    /// The execution ledger.
+    pub fn ledger(&self) -> Ledger {
+        self.shared.state.ledger()
+    }
+}
+
 /// Starts a simulator on a bound listener.
 pub fn start(config: SimConfig, listener: TcpListener) -> std::io::Result<SimHandle> {
     let addr = listener.local_addr()?;
-    let shared = Arc::new(Shared {
-        buckets: Mutex::new(HashMap::new()),
-        state: SimState::new(config.keys, config.window),
-        faults: Mutex::new(config.faults),
-        tls: config.tls,
-        static_mode: config.static_mode,
-    });
+    let shared = Arc::new(Shared::new(config));
     let (tx, rx) = watch::channel(false);
     let task = tokio::spawn(server::accept_loop(listener, shared.clone(), rx));
     Ok(SimHandle {

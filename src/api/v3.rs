@@ -33,6 +33,15 @@ pub enum V3Error {
     /// A header listed in `SignedHeaders` is not in the request.
     #[error("signed header {0:?} is missing from the request")]
     MissingHeader(String),
+    /// A signed header's value is not UTF-8 text.
+    #[error("signed header {0:?} has a value that is not UTF-8")]
+    NotText(String),
+}
+
+/// A header value as text: any UTF-8, not only the visible ASCII of `HeaderValue::to_str`
+/// (clients sign the UTF-8 string they send, non-ASCII included).
+pub fn header_text(v: &http::HeaderValue) -> Option<&str> {
+    std::str::from_utf8(v.as_bytes()).ok()
 }
 
 /// A parsed `Authorization: ACS3-HMAC-SHA256 …` header.
@@ -81,8 +90,8 @@ impl Authorization {
         let mut signed_headers: Vec<String> = signed
             .ok_or(V3Error::Malformed("no SignedHeaders"))?
             .split(';')
-            .filter(|h| !h.is_empty())
             .map(|h| h.trim().to_ascii_lowercase())
+            .filter(|h| !h.is_empty())
             .collect();
         signed_headers.sort();
         signed_headers.dedup();
@@ -134,9 +143,9 @@ pub fn canonical_headers(
             headers
                 .get_all(name.as_str())
                 .iter()
-                .filter_map(|v| v.to_str().ok())
-                .map(str::trim)
-                .collect()
+                .map(|v| header_text(v).map(str::trim))
+                .collect::<Option<_>>()
+                .ok_or_else(|| V3Error::NotText(name.clone()))?
         };
         if values.is_empty() {
             return Err(V3Error::MissingHeader(name.clone()));

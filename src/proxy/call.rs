@@ -325,3 +325,36 @@ async fn send_once(
     h.insert(response::TOKEN, HeaderValue::from_static("none"));
     resp
 }
+
+/// The proxy's checks of one buffered request for the API host `host` (parse, verify, replay
+/// guard, classify, token) and, when it accepts the call, `attempts` re-signed attempts as they
+/// would be sent. `Ok(None)`: the request would be forwarded once, untouched. For the fuzz
+/// targets and their corpus regression test (`idemproxy::fuzzing`); not used by the proxy.
+#[doc(hidden)]
+pub fn check_and_resign(
+    cfg: &Config,
+    replay: &ReplayGuard,
+    host: &str,
+    parts: &Parts,
+    body: &Bytes,
+    attempts: usize,
+) -> Result<Option<Vec<Request<Bytes>>>, ProxyError> {
+    let Some((upstream, _)) = cfg.upstream_for(host) else {
+        return Err(ProxyError::new(
+            StatusCode::BAD_REQUEST,
+            "Idemproxy.NoUpstream",
+            "not an API host",
+        ));
+    };
+    let target = super::ingress::target(upstream, host.to_owned(), None);
+    let mut call = match prepare(cfg, replay, &target, "http", parts, body)? {
+        Prepared::Call(call) => call,
+        Prepared::Passthrough(_) => return Ok(None),
+    };
+    let now = std::time::SystemTime::now();
+    Ok(Some(
+        (0..attempts)
+            .map(|_| attempts::build_attempt(&mut call, now))
+            .collect(),
+    ))
+}

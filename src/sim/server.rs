@@ -6,7 +6,6 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full, Limited};
-use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
@@ -83,7 +82,23 @@ fn split_for_reset(stream: TcpStream) -> std::io::Result<(TcpStream, std::net::T
 type SimResponse = Response<Full<Bytes>>;
 
 /// Serves one request; `None` means "reset the connection".
-async fn serve(shared: &Shared, req: Request<Incoming>) -> Option<SimResponse> {
+/// A request body the simulator can read: hyper's, or an in-memory one (fuzzing).
+pub(super) trait SimBody:
+    http_body::Body<Data = Bytes, Error = Self::E> + Send + 'static
+{
+    /// The body's error type.
+    type E: std::error::Error + Send + Sync + 'static;
+}
+
+impl<B> SimBody for B
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
+    type E = B::Error;
+}
+
+pub(super) async fn serve<B: SimBody>(shared: &Shared, req: Request<B>) -> Option<SimResponse> {
     if shared.static_mode {
         let _ = req.into_body().collect().await;
         let body =
@@ -284,7 +299,7 @@ fn rate_limited(shared: &Shared, key_id: &str, action: &str) -> Option<u64> {
     Some((((1.0 - *tokens) / rate) * 1000.0).ceil().max(1.0) as u64)
 }
 
-async fn set_faults(shared: &Shared, req: Request<Incoming>) -> SimResponse {
+async fn set_faults<B: SimBody>(shared: &Shared, req: Request<B>) -> SimResponse {
     let body = match Limited::new(req.into_body(), 64 * 1024).collect().await {
         Ok(b) => b.to_bytes(),
         Err(_) => {
@@ -335,7 +350,7 @@ fn record(
 }
 
 fn request_id() -> String {
-    uuid::Uuid::new_v4().to_string().to_uppercase()
+    crate::ids::uuid_v4().to_string().to_uppercase()
 }
 
 fn respond(status: u16, format: Format, body: String, request_id: &str) -> SimResponse {

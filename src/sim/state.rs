@@ -229,7 +229,7 @@ impl SimState {
         params: &Params,
         now: SystemTime,
     ) -> Result<Authenticated, Refusal> {
-        let h = |name: &str| req.headers.get(name).and_then(|v| v.to_str().ok());
+        let h = |name: &str| req.headers.get(name).and_then(v3::header_text);
         let authz = h("authorization").unwrap_or("");
         let auth = v3::Authorization::parse(authz)
             .map_err(|e| refuse(400, "IncompleteSignature", e.to_string()))?;

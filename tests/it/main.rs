@@ -8,6 +8,7 @@ mod chaos;
 mod cli;
 mod connect;
 mod dedupe;
+mod fuzz_corpus;
 mod hardening;
 mod ingress;
 mod interop;

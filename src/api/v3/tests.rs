@@ -120,6 +120,12 @@ fn authorization_parse_errors_are_clear() {
     .unwrap();
     assert_eq!(a.signed_headers, vec!["host", "x-acs-date"]);
     assert_eq!(a.signature, "ab");
+    // Found by fuzzing: a whitespace-only entry used to survive as an empty header name.
+    let a = Authorization::parse(
+        "ACS3-HMAC-SHA256 Credential=k,SignedHeaders=host;\n\t ;x-acs-date,Signature=ab",
+    )
+    .unwrap();
+    assert_eq!(a.signed_headers, vec!["host", "x-acs-date"]);
 }
 
 #[test]

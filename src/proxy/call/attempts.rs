@@ -98,7 +98,7 @@ pub(super) async fn execute(
         let per_try = r
             .per_try_timeout
             .min(deadline.saturating_duration_since(Instant::now()));
-        let req = build_attempt(&mut call, SystemTime::now());
+        let req = build_attempt(&mut call, SystemTime::now()).map(full);
         let sent_at = Instant::now();
         let attempt = match tokio::time::timeout(per_try, send(client, req)).await {
             Ok(a) => a,
@@ -193,7 +193,7 @@ fn judge(attempt: &Attempt, safety: Safety, statuses: &[u16]) -> (Decision, Opti
 ///
 /// The call's parameters are re-signed in place (no copy per attempt): each attempt overwrites
 /// the nonce, the timestamp and the signature, and the signature never covers itself.
-fn build_attempt(call: &mut Call, now: SystemTime) -> Request<ProxyBody> {
+pub(super) fn build_attempt(call: &mut Call, now: SystemTime) -> Request<Bytes> {
     let nonce = crate::ids::uuid_v4().to_string();
     let timestamp = format_timestamp(now);
     let a = signature::Attempt {
@@ -228,7 +228,7 @@ fn build_attempt(call: &mut Call, now: SystemTime) -> Request<ProxyBody> {
     }
     call.signing
         .headers(&mut headers, &call.params, &body, &call.secret, &a);
-    let mut req = Request::new(full(body));
+    let mut req = Request::new(body);
     *req.method_mut() = call.method.clone();
     *req.headers_mut() = headers;
     if let Ok(u) = uri.parse() {

@@ -171,7 +171,7 @@ fn sign_unsigned(cfg: &Config, params: &mut Params) -> Identity {
 }
 
 fn header_str<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    h.get(name).and_then(|v| v.to_str().ok())
+    h.get(name).and_then(v3::header_text)
 }
 
 fn identify_v3(

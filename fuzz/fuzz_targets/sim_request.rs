@@ -1,0 +1,3 @@
+#![no_main]
+// See idemproxy::fuzzing::sim_request for the input shape and the invariants checked.
+libfuzzer_sys::fuzz_target!(|data: &[u8]| idemproxy::fuzzing::sim_request(data));
