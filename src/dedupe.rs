@@ -144,6 +144,15 @@ impl Dedupe {
         }
     }
 
+    /// Remembers a caller's nonce for `ttl` (see [`Store::remember`]): `false` for a replay.
+    pub async fn remember_nonce(&self, key: &str, ttl: Duration) -> Result<bool, StoreError> {
+        let r = self.store.remember(key, ttl.as_millis() as u64).await;
+        if r.is_err() {
+            self.stats.store_errors.inc();
+        }
+        r
+    }
+
     /// Marks the call done: its token stays for `window` from now.
     pub async fn release(&self, fp: &str, token: &str, window: Duration) {
         let expires = now_ms() + window.as_millis() as u64;

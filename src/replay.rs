@@ -46,6 +46,12 @@ struct Seen {
     order: VecDeque<(SystemTime, u128)>,
 }
 
+/// The key under which a caller's nonce is remembered in the dedupe store (shared by
+/// replicas, or persistent across restarts): a 128-bit hash, never the nonce itself.
+pub fn store_key(key_id: &str, nonce: &str) -> String {
+    format!("nonce:{:032x}", key(key_id, nonce))
+}
+
 fn key(key_id: &str, nonce: &str) -> u128 {
     use sha2::{Digest, Sha256};
     let mut h = Sha256::new();
@@ -77,6 +83,11 @@ impl ReplayGuard {
     }
 
     /// Checks a caller's timestamp and nonce at `now`, remembering the nonce.
+    /// How long a nonce must be remembered: a timestamp may be off by the window either way.
+    pub fn retention(&self) -> Duration {
+        self.window * 2
+    }
+
     pub fn check(
         &self,
         key_id: &str,

@@ -100,6 +100,17 @@ impl Store {
         }
     }
 
+    /// Remembers a caller's nonce (its [`crate::replay::store_key`]) for `ttl`: `true` if it
+    /// was new, `false` if it was seen inside `ttl` (a replay). The memory store answers
+    /// `true` at once: in one process the replay guard already remembers every nonce.
+    pub async fn remember(&self, key: &str, ttl_ms: u64) -> Result<bool, StoreError> {
+        match self {
+            Store::Memory(_) => Ok(true),
+            Store::Embedded(s) => s.remember(key, ttl_ms).await,
+            Store::Redis(s) => s.remember(key, ttl_ms).await,
+        }
+    }
+
     /// True if other live processes may hold in-flight entries (so a foreign in-flight entry
     /// must be waited for). For the process-local stores, a foreign owner is a dead process.
     pub fn shared(&self) -> bool {

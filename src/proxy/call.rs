@@ -22,6 +22,7 @@ use super::ingress::{Shared, Target, strip_hop_by_hop};
 use super::response::{self, ProxyError};
 use super::upstream::HttpClient;
 use crate::api::classify::ActionClass;
+use crate::api::error_body::Format;
 use crate::api::params::{Params, Place, is_form};
 use crate::config::Config;
 use crate::replay::ReplayGuard;
@@ -77,6 +78,8 @@ pub struct Call {
     signing: Signing,
     key_id: String,
     version: String,
+    format: Format,
+    replay_key: Option<String>,
 }
 
 impl Call {
@@ -239,6 +242,8 @@ fn prepare(
         signing: v.signing,
         key_id: v.key_id,
         version: v.version,
+        format: v.format,
+        replay_key: v.replay_key,
     })))
 }
 

@@ -9,7 +9,8 @@ use idemproxy::client::{self, Reply, Route};
 use idemproxy::sim::SimHandle;
 
 use crate::support::{
-    HOST, ProxyProcess, code, create, proxy_toml_with, signer, start_proxy, start_sim, write_config,
+    HOST, ProxyProcess, code, create, embedded_config, proxy_toml_with, signer, start_proxy,
+    start_sim, write_config,
 };
 
 fn redis_url() -> String {
@@ -246,12 +247,7 @@ fn dead_redis() -> String {
 async fn a_re_send_after_kill_9_and_restart_runs_once_with_the_embedded_store() {
     let sim = start_sim("CreateDBInstance=slow:3000").await;
     let dir = tempfile::tempdir().unwrap();
-    let config = write_config(
-        dir.path(),
-        "p.toml",
-        sim.addr,
-        "store = \"embedded\"\npath = \"state/dedupe.redb\"",
-    );
+    let config = embedded_config(dir.path(), sim.addr);
     let mut first = ProxyProcess::start(&config);
     let call = create("survivor");
     let pending = tokio::spawn({

@@ -14,7 +14,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::support::{HOST, KEY_ID, SECRET, code, create, proxy_toml_with, start_proxy, start_sim};
-use crate::support::{ProxyProcess, write_config};
+use crate::support::{ProxyProcess, embedded_config, write_config};
 
 fn signed_request(call: &V1Call, at: SystemTime, nonce: &str) -> Request<Full<Bytes>> {
     let s = call.sign(
@@ -81,6 +81,61 @@ async fn a_replayed_or_stale_caller_request_is_refused_like_the_api_would() {
         .unwrap();
         assert_eq!(r.status.as_u16(), expected);
     }
+}
+
+/// Sends the same signed create (one nonce) to `first`, then to `second`: the second must be
+/// refused with `SignatureNonceUsed` and never reach the API.
+async fn replay_across(
+    sim: &idemproxy::sim::SimHandle,
+    first: std::net::SocketAddr,
+    restart: impl FnOnce() -> std::net::SocketAddr,
+) {
+    let call = create(&format!("replayed-{}", uuid::Uuid::new_v4()));
+    let (now, nonce) = (SystemTime::now(), uuid::Uuid::new_v4().to_string());
+    let send = |addr| {
+        client::send(
+            Route::Proxy(addr),
+            signed_request(&call, now, &nonce),
+            Duration::from_secs(10),
+        )
+    };
+    let r = send(first).await.unwrap();
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let second = restart();
+    let replay = send(second).await.unwrap();
+    assert_eq!(replay.status, 400, "{:?}", replay.body);
+    assert_eq!(code(&replay), "SignatureNonceUsed");
+    assert_eq!(sim.requests().len(), 1, "only the first reached the API");
+    assert_eq!(sim.ledger().executions, 1);
+}
+
+#[tokio::test]
+async fn a_replay_after_a_restart_is_refused_with_the_embedded_store() {
+    let sim = start_sim("").await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = embedded_config(dir.path(), sim.addr);
+    let mut first = ProxyProcess::start(&config);
+    let mut second = None;
+    replay_across(&sim, first.addr, || {
+        first.kill9();
+        let p = ProxyProcess::start(&config);
+        let addr = p.addr;
+        second = Some(p);
+        addr
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_replay_to_another_replica_is_refused_with_redis() {
+    let sim = start_sim("").await;
+    let url = std::env::var("IDEMPROXY_TEST_REDIS_URL").expect(
+        "IDEMPROXY_TEST_REDIS_URL is not set: run the tests with scripts/test, which starts a redis-server",
+    );
+    let dedupe = format!("store = \"redis\"\nredis_url = \"{url}\"");
+    let a = start_proxy(&proxy_toml_with(sim.addr, "", "", &dedupe)).await;
+    let b = start_proxy(&proxy_toml_with(sim.addr, "", "", &dedupe)).await;
+    replay_across(&sim, a.addr, || b.addr).await;
 }
 
 #[test]

@@ -203,6 +203,16 @@ pub fn write_config(dir: &Path, name: &str, sim: SocketAddr, dedupe: &str) -> st
     path
 }
 
+/// `write_config` with the embedded store at `dir/state/dedupe.redb`.
+pub fn embedded_config(dir: &Path, sim: SocketAddr) -> std::path::PathBuf {
+    write_config(
+        dir,
+        "p.toml",
+        sim,
+        "store = \"embedded\"\npath = \"state/dedupe.redb\"",
+    )
+}
+
 /// Runs `idemproxy check-config` on `toml` written to a temporary file.
 pub fn check_config(toml: &str) -> std::process::Output {
     let dir = tempfile::tempdir().unwrap();

@@ -8,6 +8,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition};
 
@@ -16,6 +17,13 @@ use super::{Claim, Entry, StoreError, now_ms};
 const TABLE: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("dedupe");
 /// (expires_at_ms, fingerprint) for every entry in `TABLE`.
 const EXPIRY: TableDefinition<'_, (u64, &str), ()> = TableDefinition::new("dedupe_expiry");
+/// Caller nonces (`replay::store_key`) -> expiry (unix ms), and their expiry index.
+const NONCES: TableDefinition<'_, &str, u64> = TableDefinition::new("nonces");
+const NONCE_EXPIRY: TableDefinition<'_, (u64, &str), ()> = TableDefinition::new("nonce_expiry");
+/// Nonce writes are not fsynced, except one per this many milliseconds: a crash loses at most
+/// the nonces of the last second, and the durable commit lets redb reuse the pages that
+/// non-durable commits freed (it cannot before one).
+const NONCE_SYNC_MS: u64 = 1000;
 /// Expired entries removed per claim at most (amortizes pruning).
 const PRUNE_PER_CLAIM: usize = 64;
 
@@ -25,6 +33,8 @@ pub struct EmbeddedStore {
     db: Arc<Database>,
     path: PathBuf,
     max_entries: u64,
+    /// When a nonce write was last made durable (unix ms).
+    nonce_synced_ms: Arc<AtomicU64>,
 }
 
 fn unavailable(e: impl std::fmt::Display) -> StoreError {
@@ -69,6 +79,7 @@ impl EmbeddedStore {
             db: Arc::new(db),
             path: path.to_owned(),
             max_entries: max_entries.max(1),
+            nonce_synced_ms: Arc::new(AtomicU64::new(0)),
         })
     }
 
@@ -107,7 +118,7 @@ impl EmbeddedStore {
                                 .remove((old.expires_at_ms, fp.as_str()))
                                 .map_err(unavailable)?;
                         }
-                        prune(&mut tables, now, max)?;
+                        prune(&mut tables.0, &mut tables.1, now, max)?;
                         put(&mut tables, &fp, &entry)?;
                         Claim::Fresh
                     }
@@ -115,6 +126,46 @@ impl EmbeddedStore {
             };
             tx.commit().map_err(unavailable)?;
             Ok(claim)
+        })
+        .await
+    }
+
+    /// Remembers a caller nonce in its own tables (so that a flood of nonces never evicts
+    /// dedupe entries), bounded by `max_entries` like them.
+    pub(super) async fn remember(&self, key: &str, ttl_ms: u64) -> Result<bool, StoreError> {
+        let key = key.to_owned();
+        let (max, synced) = (self.max_entries, self.nonce_synced_ms.clone());
+        self.blocking(move |db| {
+            let now = now_ms();
+            let mut tx = db.begin_write().map_err(unavailable)?;
+            let durable = now.saturating_sub(synced.load(Ordering::Relaxed)) >= NONCE_SYNC_MS;
+            if !durable {
+                tx.set_durability(redb::Durability::None);
+            }
+            let fresh = {
+                let mut t = tx.open_table(NONCES).map_err(unavailable)?;
+                let mut idx = tx.open_table(NONCE_EXPIRY).map_err(unavailable)?;
+                let old = t.get(key.as_str()).map_err(unavailable)?.map(|v| v.value());
+                match old {
+                    Some(expires) if expires > now => false,
+                    _ => {
+                        if let Some(expires) = old {
+                            idx.remove((expires, key.as_str())).map_err(unavailable)?;
+                        }
+                        prune(&mut t, &mut idx, now, max)?;
+                        let expires = now + ttl_ms;
+                        t.insert(key.as_str(), expires).map_err(unavailable)?;
+                        idx.insert((expires, key.as_str()), ())
+                            .map_err(unavailable)?;
+                        true
+                    }
+                }
+            };
+            tx.commit().map_err(unavailable)?;
+            if durable {
+                synced.store(now, Ordering::Relaxed);
+            }
+            Ok(fresh)
         })
         .await
     }
@@ -193,15 +244,20 @@ fn put(tables: &mut Tables<'_>, fp: &str, e: &Entry) -> Result<(), StoreError> {
 
 /// Removes up to `PRUNE_PER_CLAIM` expired entries, and past the bound the soonest-expiring
 /// ones down to 90 % of it: each found through the front of the expiry index.
-fn prune(tables: &mut Tables<'_>, now: u64, max: u64) -> Result<(), StoreError> {
-    let len = tables.0.len().map_err(unavailable)?;
+fn prune<V: redb::Value + 'static>(
+    table: &mut redb::Table<'_, &'static str, V>,
+    index: &mut redb::Table<'_, (u64, &'static str), ()>,
+    now: u64,
+    max: u64,
+) -> Result<(), StoreError> {
+    let len = table.len().map_err(unavailable)?;
     let over = if len >= max {
         len - (max - max / 10 - 1)
     } else {
         0
     };
     let mut victims: Vec<(u64, String)> = Vec::new();
-    for item in tables.1.iter().map_err(unavailable)? {
+    for item in index.iter().map_err(unavailable)? {
         let (k, _) = item.map_err(unavailable)?;
         let (expires, fp) = k.value();
         let expired = expires <= now && victims.len() < PRUNE_PER_CLAIM;
@@ -211,11 +267,8 @@ fn prune(tables: &mut Tables<'_>, now: u64, max: u64) -> Result<(), StoreError> 
         victims.push((expires, fp.to_owned()));
     }
     for (expires, fp) in victims {
-        tables
-            .1
-            .remove((expires, fp.as_str()))
-            .map_err(unavailable)?;
-        tables.0.remove(fp.as_str()).map_err(unavailable)?;
+        index.remove((expires, fp.as_str())).map_err(unavailable)?;
+        table.remove(fp.as_str()).map_err(unavailable)?;
     }
     Ok(())
 }
@@ -224,6 +277,32 @@ fn prune(tables: &mut Tables<'_>, now: u64, max: u64) -> Result<(), StoreError> 
 mod tests {
     use super::*;
     use crate::dedupe::store::test_entry as entry;
+
+    #[tokio::test]
+    async fn nonces_are_remembered_across_reopening_until_they_expire() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("n.redb");
+        {
+            let s = EmbeddedStore::open(&path, 3).unwrap();
+            assert!(s.remember("nonce:a", 60_000).await.unwrap());
+            assert!(!s.remember("nonce:a", 60_000).await.unwrap());
+            assert!(s.remember("nonce:short", 1).await.unwrap());
+        }
+        let s = EmbeddedStore::open(&path, 3).unwrap();
+        assert!(
+            !s.remember("nonce:a", 60_000).await.unwrap(),
+            "kept on disk"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        assert!(s.remember("nonce:short", 60_000).await.unwrap(), "expired");
+        // Bounded: past max_entries the soonest-expiring nonces go first.
+        for i in 0..10 {
+            assert!(s.remember(&format!("nonce:{i}"), 60_000 + i).await.unwrap());
+        }
+        assert!(s.remember("nonce:0", 60_000).await.unwrap(), "evicted");
+        // Nonces never count against (or evict) dedupe entries.
+        assert!(s.is_empty().unwrap());
+    }
 
     #[tokio::test]
     async fn survives_reopening() {

@@ -121,6 +121,22 @@ impl RedisStore {
         Err(unavailable("the key kept changing; giving up"))
     }
 
+    /// `SET NX PX` of the nonce key: shared by every proxy on this Redis, as the API's own
+    /// nonce check is shared by all its front ends.
+    pub(super) async fn remember(&self, key: &str, ttl_ms: u64) -> Result<bool, StoreError> {
+        let set: Option<String> = self
+            .run(
+                redis::cmd("SET")
+                    .arg(format!("{KEY_PREFIX}{key}"))
+                    .arg(1)
+                    .arg("NX")
+                    .arg("PX")
+                    .arg(ttl_ms.max(1)),
+            )
+            .await?;
+        Ok(set.is_some())
+    }
+
     pub(super) async fn complete(
         &self,
         fp: &str,

@@ -54,6 +54,9 @@ pub(super) struct Verified {
     pub action: String,
     pub version: String,
     pub format: Format,
+    /// The caller's nonce as remembered in a shared or persistent store
+    /// ([`crate::replay::store_key`]); `None` when the proxy signed the call itself.
+    pub replay_key: Option<String>,
 }
 
 /// What the proxy makes of a request's signature.
@@ -127,6 +130,9 @@ pub(super) fn identify(
         action: action.to_owned(),
         version: params.get("Version").unwrap_or("").to_owned(),
         format,
+        replay_key: params
+            .get(v1::NONCE)
+            .map(|n| crate::replay::store_key(key_id, n)),
     }))
 }
 
@@ -167,6 +173,7 @@ fn sign_unsigned(cfg: &Config, params: &mut Params) -> Identity {
         version: params.get("Version").unwrap_or("").to_owned(),
         format: Format::from_param(params.get("Format")),
         action,
+        replay_key: None,
     })
 }
 
@@ -227,6 +234,7 @@ fn identify_v3(
     signed_headers.extend(V3_SET.iter().map(|s| (*s).to_owned()));
     signed_headers.sort();
     signed_headers.dedup();
+    let replay_key = nonce.map(|n| crate::replay::store_key(&auth.key_id, n));
     Ok(Identity::Verified(Verified {
         key_id: auth.key_id.clone(),
         signing: Signing::V3 {
@@ -239,6 +247,7 @@ fn identify_v3(
             .unwrap_or("")
             .to_owned(),
         format: Format::Json,
+        replay_key,
     }))
 }
 
