@@ -111,6 +111,12 @@ impl Store {
         }
     }
 
+    /// True if [`Store::remember`] keeps anything (the memory store leaves nonces to the
+    /// process's replay guard).
+    pub fn remembers_nonces(&self) -> bool {
+        !matches!(self, Store::Memory(_))
+    }
+
     /// True if other live processes may hold in-flight entries (so a foreign in-flight entry
     /// must be waited for). For the process-local stores, a foreign owner is a dead process.
     pub fn shared(&self) -> bool {

@@ -79,7 +79,7 @@ pub struct Call {
     key_id: String,
     version: String,
     format: Format,
-    replay_key: Option<String>,
+    caller_nonce: Option<String>,
 }
 
 impl Call {
@@ -243,7 +243,7 @@ fn prepare(
         key_id: v.key_id,
         version: v.version,
         format: v.format,
-        replay_key: v.replay_key,
+        caller_nonce: v.caller_nonce,
     })))
 }
 

@@ -54,9 +54,8 @@ pub(super) struct Verified {
     pub action: String,
     pub version: String,
     pub format: Format,
-    /// The caller's nonce as remembered in a shared or persistent store
-    /// ([`crate::replay::store_key`]); `None` when the proxy signed the call itself.
-    pub replay_key: Option<String>,
+    /// The caller's nonce; `None` when the proxy signed the call itself.
+    pub caller_nonce: Option<String>,
 }
 
 /// What the proxy makes of a request's signature.
@@ -130,9 +129,7 @@ pub(super) fn identify(
         action: action.to_owned(),
         version: params.get("Version").unwrap_or("").to_owned(),
         format,
-        replay_key: params
-            .get(v1::NONCE)
-            .map(|n| crate::replay::store_key(key_id, n)),
+        caller_nonce: params.get(v1::NONCE).map(str::to_owned),
     }))
 }
 
@@ -173,7 +170,7 @@ fn sign_unsigned(cfg: &Config, params: &mut Params) -> Identity {
         version: params.get("Version").unwrap_or("").to_owned(),
         format: Format::from_param(params.get("Format")),
         action,
-        replay_key: None,
+        caller_nonce: None,
     })
 }
 
@@ -234,7 +231,7 @@ fn identify_v3(
     signed_headers.extend(V3_SET.iter().map(|s| (*s).to_owned()));
     signed_headers.sort();
     signed_headers.dedup();
-    let replay_key = nonce.map(|n| crate::replay::store_key(&auth.key_id, n));
+    let caller_nonce = nonce.map(str::to_owned);
     Ok(Identity::Verified(Verified {
         key_id: auth.key_id.clone(),
         signing: Signing::V3 {
@@ -247,7 +244,7 @@ fn identify_v3(
             .unwrap_or("")
             .to_owned(),
         format: Format::Json,
-        replay_key,
+        caller_nonce,
     }))
 }
 
