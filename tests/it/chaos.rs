@@ -12,8 +12,9 @@ use std::time::Duration;
 
 use idemproxy::api::rpc_client::Placement;
 use idemproxy::client::{self, Route};
+use idemproxy::retry::decide::is_throttling_code;
 
-use crate::support::{HOST, create, signer, start_sim};
+use crate::support::{HOST, code, create, signer, start_sim};
 use crate::support::{ProxyProcess, write_config};
 
 fn env_usize(name: &str, default: usize) -> usize {
@@ -47,10 +48,16 @@ async fn naive_call(
                     .and_then(|v| v["DBInstanceId"].as_str().map(str::to_owned))
                     .ok_or_else(|| "no id".into());
             }
-            Ok(r) if r.status.is_client_error() && r.status != 429 => {
+            Ok(r)
+                if r.status.is_client_error()
+                    && r.status != 429
+                    && !is_throttling_code(&code(&r)) =>
+            {
                 return Err(format!("definite refusal {}: {:?}", r.status, r.json()));
             }
-            // A 5xx, a lost connection, a timeout, the proxy restarting: send it again.
+            // A 5xx, throttling (when the proxy's own retries ran out: it answers with the
+            // API's last response), a lost connection, a timeout, the proxy restarting: send
+            // it again.
             _ => {
                 resends.fetch_add(1, Ordering::Relaxed);
                 tokio::time::sleep(Duration::from_millis(100)).await;
