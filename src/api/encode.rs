@@ -32,6 +32,21 @@ pub fn encode_into(out: &mut String, s: &str) {
     }
 }
 
+/// Appends `encode(encode(s))` without the intermediate string: an unreserved byte stays, any
+/// other becomes `%25XY` (the escape of the escape).
+pub fn encode_twice_into(out: &mut String, s: &str) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str("%25");
+            out.push(char::from(HEX[usize::from(b >> 4)]));
+            out.push(char::from(HEX[usize::from(b & 0xf)]));
+        }
+    }
+}
+
 /// Returns the OpenAPI percent-encoding of `s`.
 pub fn encode(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 8);
@@ -128,6 +143,13 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn encoding_twice_in_one_pass_matches(s in "\\PC*") {
+            let mut once = String::new();
+            encode_twice_into(&mut once, &s);
+            prop_assert_eq!(once, encode(&encode(&s)));
+        }
+
         #[test]
         fn encoding_round_trips(s in "\\PC*") {
             prop_assert_eq!(form_decode(&encode(&s)).unwrap(), s);

@@ -173,8 +173,13 @@ impl Params {
     }
 
     fn find(&self, name: &str) -> Result<usize, usize> {
-        self.entries
-            .binary_search_by(|e| self.slice(e.name).cmp(name))
+        // Byte order is `str` order; comparing bytes skips the char-boundary checks.
+        let buf = self.buf.as_bytes();
+        self.entries.binary_search_by(|e| {
+            buf.get(e.name.0..e.name.1)
+                .unwrap_or_default()
+                .cmp(name.as_bytes())
+        })
     }
 
     /// The value of `name`, if present.

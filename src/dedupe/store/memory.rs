@@ -11,10 +11,25 @@ use super::{Claim, Entry, now_ms};
 
 #[derive(Debug, Default)]
 struct Inner {
-    map: HashMap<String, Entry>,
+    map: HashMap<u128, Entry>,
     /// Fingerprints in claim order (a fingerprint re-claimed after expiry appears twice; the
     /// stale position is skipped when it reaches the front).
-    order: VecDeque<(u64, String)>,
+    order: VecDeque<(u64, u128)>,
+}
+
+/// The map key of a fingerprint: its first 128 bits (fingerprints are SHA-256 in hex), so that
+/// the map neither copies nor hashes 64-character strings. Anything else (tests) is hashed.
+fn key(fp: &str) -> u128 {
+    match fp.get(..32).map(|h| u128::from_str_radix(h, 16)) {
+        Some(Ok(k)) if fp.len() == 64 => k,
+        _ => {
+            use sha2::{Digest, Sha256};
+            let d = Sha256::digest(fp.as_bytes());
+            let mut b = [0u8; 16];
+            b.copy_from_slice(&d[..16]);
+            u128::from_be_bytes(b)
+        }
+    }
 }
 
 /// Fingerprint -> entry, in this process, bounded.
@@ -38,13 +53,13 @@ impl MemoryStore {
     }
 
     pub(super) fn claim(&self, fp: &str, entry: &Entry) -> Claim {
-        let now = now_ms();
+        let (now, fp) = (now_ms(), key(fp));
         let mut inner = self.lock();
-        if let Some(e) = inner.map.get(fp).filter(|e| e.live(now)) {
+        if let Some(e) = inner.map.get(&fp).filter(|e| e.live(now)) {
             return Claim::Existing(e.clone());
         }
         // Drop expired entries at the front, and the oldest claims past the bound.
-        while let Some((claimed, key)) = inner.order.front().cloned() {
+        while let Some((claimed, key)) = inner.order.front().copied() {
             let current = inner.map.get(&key).map(|e| (e.live(now), claimed_at(e)));
             let stale_position = current.is_none_or(|(_, at)| at != claimed);
             if stale_position {
@@ -57,13 +72,18 @@ impl MemoryStore {
                 break;
             }
         }
-        inner.order.push_back((claimed_at(entry), fp.to_owned()));
-        inner.map.insert(fp.to_owned(), entry.clone());
+        inner.order.push_back((claimed_at(entry), fp));
+        inner.map.insert(fp, entry.clone());
         Claim::Fresh
     }
 
     pub(super) fn complete(&self, fp: &str, token: &str, expires_at_ms: u64) {
-        if let Some(e) = self.lock().map.get_mut(fp).filter(|e| e.token == token) {
+        if let Some(e) = self
+            .lock()
+            .map
+            .get_mut(&key(fp))
+            .filter(|e| e.token == token)
+        {
             e.in_flight = false;
             e.expires_at_ms = expires_at_ms;
         }
@@ -91,6 +111,18 @@ fn claimed_at(e: &Entry) -> u64 {
 mod tests {
     use super::*;
     use crate::dedupe::store::test_entry as entry;
+
+    #[test]
+    fn keys_are_the_fingerprint_prefix_or_a_hash() {
+        let fp = "00000000000000000000000000000abc".to_owned() + &"f".repeat(32);
+        assert_eq!(key(&fp), 0xabc);
+        assert_ne!(key("f"), key("g"));
+        assert_ne!(
+            key(&"z".repeat(64)),
+            key(&"y".repeat(64)),
+            "not hex: hashed"
+        );
+    }
 
     #[test]
     fn claim_complete_expire() {
@@ -134,7 +166,7 @@ mod tests {
         let inner = s.lock();
         assert!(inner.map.len() <= 3, "{}", inner.map.len());
         assert!(inner.order.len() <= 4);
-        assert!(inner.map.contains_key("f9") && !inner.map.contains_key("f0"));
+        assert!(inner.map.contains_key(&key("f9")) && !inner.map.contains_key(&key("f0")));
     }
 
     #[test]
