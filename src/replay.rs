@@ -82,12 +82,12 @@ impl ReplayGuard {
         }
     }
 
-    /// Checks a caller's timestamp and nonce at `now`, remembering the nonce.
     /// How long a nonce must be remembered: a timestamp may be off by the window either way.
     pub fn retention(&self) -> Duration {
         self.window * 2
     }
 
+    /// Checks a caller's timestamp and nonce at `now`, remembering the nonce.
     pub fn check(
         &self,
         key_id: &str,

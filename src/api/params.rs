@@ -74,7 +74,14 @@ pub enum ParamError {
     /// The same name twice.
     #[error("duplicate parameter {0:?}")]
     Duplicate(String),
+    /// More parameters than any API call has.
+    #[error("more than {MAX_PARAMS} parameters")]
+    TooMany,
 }
+
+/// The most parameters a call may have (query and form body together). API calls have tens;
+/// the bound keeps a hostile body of many tiny pairs from costing memory and a sort.
+pub const MAX_PARAMS: usize = 4096;
 
 /// A sorted, duplicate-free parameter map with per-parameter placement.
 ///
@@ -112,9 +119,26 @@ impl Params {
     /// Parses a query string and an optional form body into one map.
     pub fn parse(query: Option<&str>, body: Option<&str>) -> Result<Self, ParamError> {
         let raw_len = query.map_or(0, str::len) + body.map_or(0, str::len);
+        let pairs = [query, body]
+            .into_iter()
+            .flatten()
+            .map(|s| s.bytes().filter(|b| *b == b'&').count() + 1)
+            .sum::<usize>();
+        if pairs > MAX_PARAMS {
+            // `&&` and a trailing `&` count here but make no parameter: check the real number.
+            let real = [query, body]
+                .into_iter()
+                .flatten()
+                .flat_map(|s| s.split('&'))
+                .filter(|p| !p.is_empty())
+                .count();
+            if real > MAX_PARAMS {
+                return Err(ParamError::TooMany);
+            }
+        }
         let mut params = Params {
             buf: String::with_capacity(raw_len + 128),
-            entries: Vec::with_capacity(raw_len / 8 + 4),
+            entries: Vec::with_capacity(pairs.min(MAX_PARAMS)),
         };
         if let Some(q) = query {
             params.add_encoded(q, Place::Query)?;
@@ -301,6 +325,14 @@ mod tests {
             Params::parse(None, Some("=x")),
             Err(ParamError::EmptyName("form body"))
         );
+    }
+
+    #[test]
+    fn refuses_more_parameters_than_any_call_has() {
+        let many = vec!["a=1"; MAX_PARAMS + 1].join("&");
+        assert_eq!(Params::parse(Some(&many), None), Err(ParamError::TooMany));
+        let empties = "&".repeat(MAX_PARAMS * 2) + "a=1";
+        assert_eq!(Params::parse(Some(&empties), None).unwrap().len(), 1);
     }
 
     #[test]

@@ -8,7 +8,6 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition};
 
@@ -20,10 +19,6 @@ const EXPIRY: TableDefinition<'_, (u64, &str), ()> = TableDefinition::new("dedup
 /// Caller nonces (`replay::store_key`) -> expiry (unix ms), and their expiry index.
 const NONCES: TableDefinition<'_, &str, u64> = TableDefinition::new("nonces");
 const NONCE_EXPIRY: TableDefinition<'_, (u64, &str), ()> = TableDefinition::new("nonce_expiry");
-/// Nonce writes are not fsynced, except one per this many milliseconds: a crash loses at most
-/// the nonces of the last second, and the durable commit lets redb reuse the pages that
-/// non-durable commits freed (it cannot before one).
-const NONCE_SYNC_MS: u64 = 1000;
 /// Expired entries removed per claim at most (amortizes pruning).
 const PRUNE_PER_CLAIM: usize = 64;
 
@@ -33,8 +28,6 @@ pub struct EmbeddedStore {
     db: Arc<Database>,
     path: PathBuf,
     max_entries: u64,
-    /// When a nonce write was last made durable (unix ms).
-    nonce_synced_ms: Arc<AtomicU64>,
 }
 
 fn unavailable(e: impl std::fmt::Display) -> StoreError {
@@ -79,7 +72,6 @@ impl EmbeddedStore {
             db: Arc::new(db),
             path: path.to_owned(),
             max_entries: max_entries.max(1),
-            nonce_synced_ms: Arc::new(AtomicU64::new(0)),
         })
     }
 
@@ -131,17 +123,25 @@ impl EmbeddedStore {
     }
 
     /// Remembers a caller nonce in its own tables (so that a flood of nonces never evicts
-    /// dedupe entries), bounded by `max_entries` like them.
+    /// dedupe entries), bounded by `max_entries` like them. Every new nonce is a durable
+    /// (fsynced) commit, like a claim: only calls that change something come here, and a nonce
+    /// lost in a crash would let its request be replayed.
     pub(super) async fn remember(&self, key: &str, ttl_ms: u64) -> Result<bool, StoreError> {
         let key = key.to_owned();
-        let (max, synced) = (self.max_entries, self.nonce_synced_ms.clone());
+        let max = self.max_entries;
         self.blocking(move |db| {
             let now = now_ms();
-            let mut tx = db.begin_write().map_err(unavailable)?;
-            let durable = now.saturating_sub(synced.load(Ordering::Relaxed)) >= NONCE_SYNC_MS;
-            if !durable {
-                tx.set_durability(redb::Durability::None);
+            {
+                // A replay is answered from a read transaction, without a commit.
+                let tx = db.begin_read().map_err(unavailable)?;
+                if let Ok(t) = tx.open_table(NONCES) {
+                    let seen = t.get(key.as_str()).map_err(unavailable)?;
+                    if seen.is_some_and(|v| v.value() > now) {
+                        return Ok(false);
+                    }
+                }
             }
+            let tx = db.begin_write().map_err(unavailable)?;
             let fresh = {
                 let mut t = tx.open_table(NONCES).map_err(unavailable)?;
                 let mut idx = tx.open_table(NONCE_EXPIRY).map_err(unavailable)?;
@@ -162,9 +162,6 @@ impl EmbeddedStore {
                 }
             };
             tx.commit().map_err(unavailable)?;
-            if durable {
-                synced.store(now, Ordering::Relaxed);
-            }
             Ok(fresh)
         })
         .await
