@@ -19,6 +19,8 @@ use tokio::time::Instant;
 
 use store::{Claim, Entry, Store, StoreError, now_ms};
 
+use crate::replay::NonceKey;
+
 /// This process's owner id for in-flight markers: one per process, so a config reload (a new
 /// `Dedupe` over the same store) still recognises its own calls in flight.
 fn process_owner() -> &'static str {
@@ -145,7 +147,7 @@ impl Dedupe {
     }
 
     /// Remembers a caller's nonce for `ttl` (see [`Store::remember`]): `false` for a replay.
-    pub async fn remember_nonce(&self, key: &str, ttl: Duration) -> Result<bool, StoreError> {
+    pub async fn remember_nonce(&self, key: NonceKey, ttl: Duration) -> Result<bool, StoreError> {
         let r = self.store.remember(key, ttl.as_millis() as u64).await;
         if r.is_err() {
             self.stats.store_errors.inc();

@@ -46,10 +46,17 @@ struct Seen {
     order: VecDeque<(SystemTime, u128)>,
 }
 
-/// The key under which a caller's nonce is remembered in the dedupe store (shared by
-/// replicas, or persistent across restarts): a 128-bit hash, never the nonce itself.
-pub fn store_key(key_id: &str, nonce: &str) -> String {
-    format!("nonce:{:032x}", key(key_id, nonce))
+/// A caller's nonce as the guard remembers it (per AccessKeyId): a 128-bit hash, never the
+/// nonce itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NonceKey(u128);
+
+impl NonceKey {
+    /// The key under which the dedupe store remembers it (shared by replicas, or persistent
+    /// across restarts).
+    pub fn store_key(self) -> String {
+        format!("nonce:{:032x}", self.0)
+    }
 }
 
 fn key(key_id: &str, nonce: &str) -> u128 {
@@ -87,14 +94,15 @@ impl ReplayGuard {
         self.window * 2
     }
 
-    /// Checks a caller's timestamp and nonce at `now`, remembering the nonce.
+    /// Checks a caller's timestamp and nonce at `now`, remembering the nonce; returns its key
+    /// for checks beyond this process.
     pub fn check(
         &self,
         key_id: &str,
         timestamp: Option<&str>,
         nonce: Option<&str>,
         now: SystemTime,
-    ) -> Result<(), ReplayError> {
+    ) -> Result<NonceKey, ReplayError> {
         let ts = timestamp
             .and_then(parse_timestamp)
             .ok_or(ReplayError::BadTimestamp)?;
@@ -123,7 +131,7 @@ impl ReplayGuard {
         }
         s.at.insert(key, now);
         s.order.push_back((now, key));
-        Ok(())
+        Ok(NonceKey(key))
     }
 }
 
@@ -137,16 +145,18 @@ mod tests {
         let g = ReplayGuard::new(Duration::from_secs(900), 100);
         let now = SystemTime::now();
         let ts = format_timestamp(now);
-        assert_eq!(g.check("ak", Some(&ts), Some("n1"), now), Ok(()));
+        let first = NonceKey(key("ak", "n1"));
+        assert_eq!(g.check("ak", Some(&ts), Some("n1"), now), Ok(first));
         assert_eq!(
             g.check("ak", Some(&ts), Some("n1"), now),
             Err(ReplayError::NonceUsed)
         );
         assert_eq!(
             g.check("other", Some(&ts), Some("n1"), now),
-            Ok(()),
+            Ok(NonceKey(key("other", "n1"))),
             "nonces are per key"
         );
+        assert_ne!(NonceKey(key("other", "n1")), first);
         let old = format_timestamp(now - Duration::from_secs(16 * 60));
         assert_eq!(
             g.check("ak", Some(&old), Some("n2"), now),

@@ -12,6 +12,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
+use crate::replay::NonceKey;
+
 /// One fingerprint's state.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Entry {
@@ -100,21 +102,15 @@ impl Store {
         }
     }
 
-    /// Remembers a caller's nonce (its [`crate::replay::store_key`]) for `ttl`: `true` if it
-    /// was new, `false` if it was seen inside `ttl` (a replay). The memory store answers
-    /// `true` at once: in one process the replay guard already remembers every nonce.
-    pub async fn remember(&self, key: &str, ttl_ms: u64) -> Result<bool, StoreError> {
+    /// Remembers a caller's nonce for `ttl`: `true` if it was new, `false` if it was seen
+    /// inside `ttl` (a replay). The memory store answers `true` at once, without work: in one
+    /// process the replay guard already remembers every nonce.
+    pub async fn remember(&self, key: NonceKey, ttl_ms: u64) -> Result<bool, StoreError> {
         match self {
             Store::Memory(_) => Ok(true),
-            Store::Embedded(s) => s.remember(key, ttl_ms).await,
-            Store::Redis(s) => s.remember(key, ttl_ms).await,
+            Store::Embedded(s) => s.remember(&key.store_key(), ttl_ms).await,
+            Store::Redis(s) => s.remember(&key.store_key(), ttl_ms).await,
         }
-    }
-
-    /// True if [`Store::remember`] keeps anything (the memory store leaves nonces to the
-    /// process's replay guard).
-    pub fn remembers_nonces(&self) -> bool {
-        !matches!(self, Store::Memory(_))
     }
 
     /// True if other live processes may hold in-flight entries (so a foreign in-flight entry

@@ -25,7 +25,7 @@ use crate::api::classify::ActionClass;
 use crate::api::error_body::Format;
 use crate::api::params::{Params, Place, is_form};
 use crate::config::Config;
-use crate::replay::ReplayGuard;
+use crate::replay::{NonceKey, ReplayGuard};
 use crate::retry::decide::Safety;
 use crate::secret::Secret;
 use crate::telemetry::metrics::Metrics;
@@ -79,7 +79,7 @@ pub struct Call {
     key_id: String,
     version: String,
     format: Format,
-    caller_nonce: Option<String>,
+    nonce_key: Option<NonceKey>,
 }
 
 impl Call {
@@ -243,7 +243,7 @@ fn prepare(
         key_id: v.key_id,
         version: v.version,
         format: v.format,
-        caller_nonce: v.caller_nonce,
+        nonce_key: v.nonce_key,
     })))
 }
 

@@ -16,7 +16,7 @@ use crate::api::params::{Params, Place};
 use crate::api::{v1, v3};
 use crate::config::Config;
 use crate::proxy::response::ProxyError;
-use crate::replay::ReplayGuard;
+use crate::replay::{NonceKey, ReplayGuard};
 use crate::secret::Secret;
 
 /// Headers the proxy sets on every V3 attempt, so they are always signed.
@@ -54,8 +54,9 @@ pub(super) struct Verified {
     pub action: String,
     pub version: String,
     pub format: Format,
-    /// The caller's nonce; `None` when the proxy signed the call itself.
-    pub caller_nonce: Option<String>,
+    /// The caller's nonce as the replay guard keyed it; `None` when the proxy signed the call
+    /// itself.
+    pub nonce_key: Option<NonceKey>,
 }
 
 /// What the proxy makes of a request's signature.
@@ -107,7 +108,7 @@ pub(super) fn identify(
     if let Err(sts) = v1::verify_params(secret, parts.method.as_str(), params) {
         return Err(bad("SignatureDoesNotMatch", mismatch(&sts)).format(format));
     }
-    replay
+    let nonce_key = replay
         .check(
             key_id,
             params.get(v1::TIMESTAMP),
@@ -129,7 +130,7 @@ pub(super) fn identify(
         action: action.to_owned(),
         version: params.get("Version").unwrap_or("").to_owned(),
         format,
-        caller_nonce: params.get(v1::NONCE).map(str::to_owned),
+        nonce_key: Some(nonce_key),
     }))
 }
 
@@ -170,7 +171,7 @@ fn sign_unsigned(cfg: &Config, params: &mut Params) -> Identity {
         version: params.get("Version").unwrap_or("").to_owned(),
         format: Format::from_param(params.get("Format")),
         action,
-        caller_nonce: None,
+        nonce_key: None,
     })
 }
 
@@ -218,7 +219,7 @@ fn identify_v3(
         header_str(&parts.headers, "x-acs-date"),
         header_str(&parts.headers, "x-acs-signature-nonce"),
     );
-    replay
+    let nonce_key = replay
         .check(&auth.key_id, date, nonce, SystemTime::now())
         .map_err(|e| bad(e.code(), e.to_string()))?;
     let Some(action) = header_str(&parts.headers, "x-acs-action") else {
@@ -231,7 +232,6 @@ fn identify_v3(
     signed_headers.extend(V3_SET.iter().map(|s| (*s).to_owned()));
     signed_headers.sort();
     signed_headers.dedup();
-    let caller_nonce = nonce.map(str::to_owned);
     Ok(Identity::Verified(Verified {
         key_id: auth.key_id.clone(),
         signing: Signing::V3 {
@@ -244,7 +244,7 @@ fn identify_v3(
             .unwrap_or("")
             .to_owned(),
         format: Format::Json,
-        caller_nonce,
+        nonce_key: Some(nonce_key),
     }))
 }
 

@@ -101,12 +101,8 @@ async fn check_nonce(shared: &Shared, call: &Call) -> Option<Response<ProxyBody>
     if call.class == ActionClass::ReadOnly {
         return None;
     }
-    let d = shared
-        .dedupe
-        .as_ref()
-        .filter(|d| d.store().remembers_nonces())?;
-    let key = crate::replay::store_key(&call.key_id, call.caller_nonce.as_deref()?);
-    match d.remember_nonce(&key, shared.replay.retention()).await {
+    let (d, key) = (shared.dedupe.as_ref()?, call.nonce_key?);
+    match d.remember_nonce(key, shared.replay.retention()).await {
         Ok(true) => None,
         Ok(false) => Some(
             ProxyError::new(
