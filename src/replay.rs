@@ -60,15 +60,7 @@ impl NonceKey {
 }
 
 fn key(key_id: &str, nonce: &str) -> u128 {
-    use sha2::{Digest, Sha256};
-    let mut h = Sha256::new();
-    h.update(key_id.as_bytes());
-    h.update([0u8]);
-    h.update(nonce.as_bytes());
-    let d = h.finalize();
-    let mut b = [0u8; 16];
-    b.copy_from_slice(&d[..16]);
-    u128::from_le_bytes(b)
+    crate::ids::digest128(&[key_id.as_bytes(), &[0], nonce.as_bytes()])
 }
 
 /// The nonces seen inside the window.

@@ -66,7 +66,7 @@ impl ProxyError {
 
     /// Renders the API-shaped response.
     pub fn into_response(self) -> Response<ProxyBody> {
-        let request_id = crate::ids::uuid_v4().to_string().to_uppercase();
+        let request_id = crate::ids::request_id();
         let body = ApiError {
             request_id: &request_id,
             host_id: &self.host,

@@ -81,7 +81,6 @@ fn split_for_reset(stream: TcpStream) -> std::io::Result<(TcpStream, std::net::T
 
 type SimResponse = Response<Full<Bytes>>;
 
-/// Serves one request; `None` means "reset the connection".
 /// A request body the simulator can read: hyper's, or an in-memory one (fuzzing).
 pub(super) trait SimBody:
     http_body::Body<Data = Bytes, Error = Self::E> + Send + 'static
@@ -98,6 +97,7 @@ where
     type E = B::Error;
 }
 
+/// Serves one request; `None` means "reset the connection".
 pub(super) async fn serve<B: SimBody>(shared: &Shared, req: Request<B>) -> Option<SimResponse> {
     if shared.static_mode {
         let _ = req.into_body().collect().await;
@@ -349,10 +349,6 @@ fn record(
     }
 }
 
-fn request_id() -> String {
-    crate::ids::uuid_v4().to_string().to_uppercase()
-}
-
 fn respond(status: u16, format: Format, body: String, request_id: &str) -> SimResponse {
     let mut resp = Response::new(Full::new(Bytes::from(body)));
     *resp.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
@@ -368,7 +364,7 @@ fn respond(status: u16, format: Format, body: String, request_id: &str) -> SimRe
 }
 
 fn error(format: Format, r: &Refusal) -> SimResponse {
-    let id = request_id();
+    let id = crate::ids::request_id();
     let body = ApiError {
         request_id: &id,
         host_id: "gpdb.aliyuncs.com",
@@ -380,7 +376,7 @@ fn error(format: Format, r: &Refusal) -> SimResponse {
 }
 
 fn success(action: &str, mut result: Value, format: Format) -> SimResponse {
-    let id = request_id();
+    let id = crate::ids::request_id();
     if let Value::Object(m) = &mut result {
         m.insert("RequestId".into(), Value::String(id.clone()));
     }
@@ -394,5 +390,5 @@ fn success(action: &str, mut result: Value, format: Format) -> SimResponse {
 
 fn json_response<T: serde::Serialize>(v: &T) -> SimResponse {
     let body = serde_json::to_string(v).unwrap_or_else(|_| "{}".into());
-    respond(200, Format::Json, body, &request_id())
+    respond(200, Format::Json, body, &crate::ids::request_id())
 }

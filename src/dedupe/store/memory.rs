@@ -22,13 +22,7 @@ struct Inner {
 fn key(fp: &str) -> u128 {
     match fp.get(..32).map(|h| u128::from_str_radix(h, 16)) {
         Some(Ok(k)) if fp.len() == 64 => k,
-        _ => {
-            use sha2::{Digest, Sha256};
-            let d = Sha256::digest(fp.as_bytes());
-            let mut b = [0u8; 16];
-            b.copy_from_slice(&d[..16]);
-            u128::from_be_bytes(b)
-        }
+        _ => crate::ids::digest128(&[fp.as_bytes()]),
     }
 }
 
