@@ -119,26 +119,9 @@ impl Params {
     /// Parses a query string and an optional form body into one map.
     pub fn parse(query: Option<&str>, body: Option<&str>) -> Result<Self, ParamError> {
         let raw_len = query.map_or(0, str::len) + body.map_or(0, str::len);
-        let pairs = [query, body]
-            .into_iter()
-            .flatten()
-            .map(|s| s.bytes().filter(|b| *b == b'&').count() + 1)
-            .sum::<usize>();
-        if pairs > MAX_PARAMS {
-            // `&&` and a trailing `&` count here but make no parameter: check the real number.
-            let real = [query, body]
-                .into_iter()
-                .flatten()
-                .flat_map(|s| s.split('&'))
-                .filter(|p| !p.is_empty())
-                .count();
-            if real > MAX_PARAMS {
-                return Err(ParamError::TooMany);
-            }
-        }
         let mut params = Params {
             buf: String::with_capacity(raw_len + 128),
-            entries: Vec::with_capacity(pairs.min(MAX_PARAMS)),
+            entries: Vec::new(),
         };
         if let Some(q) = query {
             params.add_encoded(q, Place::Query)?;
@@ -174,6 +157,9 @@ impl Params {
             let value = self.decode_into_buf(raw_value).map_err(malformed)?;
             if name.0 == name.1 {
                 return Err(ParamError::EmptyName(place.as_str()));
+            }
+            if self.entries.len() == MAX_PARAMS {
+                return Err(ParamError::TooMany);
             }
             self.entries.push(Entry { name, value, place });
         }
