@@ -187,21 +187,19 @@ fn runtime() -> &'static tokio::runtime::Runtime {
     })
 }
 
+/// A fresh simulator with the harness's key and the API's 15-minute window.
 fn simulator() -> InProcess {
-    let mut config = SimConfig::with_key(KEY_ID, SECRET);
-    config.window = Duration::from_secs(15 * 60);
-    InProcess::new(config)
+    InProcess::new(SimConfig::with_key(KEY_ID, SECRET))
 }
 
 /// Sends `req` to `sim`; the status and API error code of its answer (`None`: a reset).
 fn answer(sim: &InProcess, req: Request<Bytes>) -> Option<(u16, Option<String>)> {
-    let resp = runtime().block_on(sim.answer(req.map(Full::new)))?;
-    let status = resp.status().as_u16();
-    let body = runtime()
-        .block_on(resp.into_body().collect())
-        .map(|c| c.to_bytes())
-        .unwrap_or_default();
-    Some((status, extract_code(&body)))
+    runtime().block_on(async {
+        let resp = sim.answer(req.map(Full::new)).await?;
+        let status = resp.status().as_u16();
+        let body = resp.into_body().collect().await.map(|c| c.to_bytes());
+        Some((status, extract_code(&body.unwrap_or_default())))
+    })
 }
 
 /// The proxy's request checks and re-signing (`proxy::call::check_and_resign`), with the
